@@ -1,0 +1,75 @@
+"""SQL models: one DuckDB SELECT per ``models/*.sql`` file."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from ..errors import KtoBuildError
+from ..sql import quote
+from .base import Node, NodeResult
+
+if TYPE_CHECKING:
+    from ..runner import NodeContext
+
+_LINE = re.compile(r"LINE (\d+):")
+
+
+@dataclass
+class ModelNode(Node):
+    sql: str = ""
+    normalized_sql: str = ""
+    used_vars: list[str] = field(default_factory=list)
+    materialization: str = "table"
+    tests: list = field(default_factory=list)
+    columns: list = field(default_factory=list)
+
+    kind: ClassVar[str] = "model"
+
+    @property
+    def materialized(self) -> str:
+        return self.materialization
+
+    def definition(self):
+        return {"sql": self.normalized_sql, "materialized": self.materialization}
+
+    def vars_used(self) -> list[str]:
+        return self.used_vars
+
+    def create_statement(self) -> str:
+        what = "VIEW" if self.materialization == "view" else "TABLE"
+        return f"CREATE OR REPLACE {what} {quote(self.name)} AS\n{self.sql.rstrip().rstrip(';')}"
+
+    def run(self, ctx: NodeContext) -> NodeResult:
+        with ctx.transaction() as tx:
+            existing = ctx.relation_kind(tx.con, self.name)
+            if existing and existing != self.materialization:
+                tx.con.execute(f"DROP {existing.upper()} {quote(self.name)}")
+            try:
+                tx.con.execute(self.create_statement())
+            except Exception as exc:  # duckdb.Error: map to file:line
+                raise self.sql_error(exc) from None
+            rows = None
+            if self.materialization == "table":
+                rows = tx.con.execute(f"SELECT count(*) FROM {quote(self.name)}").fetchone()[0]
+            tx.save(rows=rows)
+        return NodeResult(rows=rows)
+
+    def sql_error(self, exc: Exception) -> KtoBuildError:
+        text = str(exc)
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        line = None
+        m = _LINE.search(text)
+        if m:
+            line = max(1, int(m.group(1)) - 1)  # the CREATE ... AS line we prepend
+        else:
+            quoted = re.findall(r'"([^"]+)"', first)
+            for word in quoted:
+                for i, sql_line in enumerate(self.sql.splitlines(), 1):
+                    if word in sql_line:
+                        line = i
+                        break
+                if line:
+                    break
+        return KtoBuildError(first, self.path, line)

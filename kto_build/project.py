@@ -1,0 +1,294 @@
+"""Load and validate a project: project.yml, sources.yml, models/*.sql, models/*.yml.
+
+``Project`` is also the Python API: every CLI command is one method call here,
+returning data, not printed text (a notebook can do what the CLI does).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import sql as sqlmod
+from .errors import KtoBuildError, did_you_mean
+from .graph import Graph
+from .nodes import KINDS, node_class
+from .nodes.base import Node
+from .nodes.model import ModelNode
+from .state import Database
+from .yamlio import ANY, BOOL, SCALAR, STR, Dict, List, Map, OneOf, Scalar, YMap, load_yaml, validate
+
+DEFAULT_DATABASE = "target/kto_build.duckdb"
+MATERIALIZATIONS = ("table", "view")
+
+TAGS = OneOf(STR, List(STR), what="a tag or a list of tags")
+TARGET_SPEC = Map({"database": STR, "vars": Dict(ANY), "description": STR})
+PROJECT_SPEC = Map(
+    {
+        "name": STR,
+        "version": SCALAR,
+        "description": STR,
+        "license": STR,
+        "database": STR,
+        "target": STR,
+        "targets": Dict(TARGET_SPEC),
+        "vars": Dict(ANY),
+        "models": Map({"materialized": Scalar(str, choices=MATERIALIZATIONS), "tags": TAGS}),
+        "exports": Dict(ANY),
+    },
+    required=("name",),
+)
+SOURCES_SPEC = Map({"version": SCALAR, "prompts": Dict(ANY), "generators": Dict(ANY), "annotations": Dict(ANY)})
+TEST_SPEC = OneOf(STR, Dict(ANY), what="a test name or a mapping {test: {options}}")
+COLUMN_SPEC = Map({"name": STR, "description": STR, "tests": List(TEST_SPEC), "data_tests": List(TEST_SPEC),
+                   "data_type": STR, "meta": ANY}, required=("name",))
+MODEL_DOC_SPEC = Map(
+    {"name": STR, "description": STR, "materialized": Scalar(str, choices=MATERIALIZATIONS), "tags": TAGS,
+     "columns": List(COLUMN_SPEC), "tests": List(TEST_SPEC), "data_tests": List(TEST_SPEC), "meta": ANY,
+     "enabled": BOOL},
+    required=("name",),
+)
+MODELS_YML_SPEC = Map({"version": SCALAR, "models": List(MODEL_DOC_SPEC)})
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _overlay(cfg: YMap, target: str) -> YMap:
+    """Apply a node's ``for_target: {<target>: {...}}`` overrides for the current target."""
+    if not isinstance(cfg, dict) or "for_target" not in cfg:
+        return cfg
+    over = cfg["for_target"]
+    if not isinstance(over, dict):
+        raise KtoBuildError("'for_target' must map target names to overrides", cfg.path, cfg.line_of("for_target"))
+    out = copy.copy(cfg)
+    out.key_lines = dict(cfg.key_lines)
+    del out["for_target"]
+    for key, value in (over.get(target) or {}).items():
+        out[key] = value
+        if isinstance(over[target], YMap):
+            out.key_lines[key] = over[target].line_of(key)
+    return out
+
+
+@dataclass
+class Project:
+    root: Path
+    name: str
+    target: str
+    database_path: Path
+    vars: dict[str, Any]
+    config: dict
+    nodes: dict[str, Node] = field(default_factory=dict)
+    graph: Graph | None = None
+
+    # --------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, root: str | Path = ".", target: str | None = None, vars: dict | None = None) -> Project:  # noqa: A002
+        root = Path(root).resolve()
+        pfile = root / "project.yml"
+        if not pfile.exists():
+            raise KtoBuildError(f"no project.yml in {root} (run 'kto-build init' to create a project)")
+        cfg = load_yaml(pfile, "project.yml")
+        validate(cfg, PROJECT_SPEC, "project.yml", "project.yml", 1)
+
+        targets = cfg.get("targets") or {}
+        chosen = target or cfg.get("target") or ("dev" if "dev" in targets else None) or "default"
+        if targets and chosen not in targets:
+            hint = did_you_mean(chosen, targets) or "targets: " + ", ".join(targets)
+            raise KtoBuildError(f"unknown target '{chosen}'", "project.yml", cfg.line_of("targets"), hint=hint)
+        tcfg = targets.get(chosen) or {}
+        project_vars = dict(cfg.get("vars") or {})
+        project_vars.update(tcfg.get("vars") or {})
+        project_vars.update(vars or {})
+        db = tcfg.get("database") or cfg.get("database") or DEFAULT_DATABASE
+        project = cls(root=root, name=cfg["name"], target=chosen, database_path=(root / db),
+                      vars=project_vars, config=cfg)
+        project._load_nodes()
+        return project
+
+    def _add(self, node: Node, where: tuple[str, int]) -> None:
+        if node.name in self.nodes:
+            other = self.nodes[node.name]
+            raise KtoBuildError(f"'{node.name}' is defined twice (also a {other.kind} at {other.path}:{other.line})",
+                                *where)
+        self.nodes[node.name] = node
+
+    def _load_nodes(self) -> None:
+        sources_file = self.root / "sources.yml"
+        if sources_file.exists():
+            sources = load_yaml(sources_file, "sources.yml")
+            validate(sources, SOURCES_SPEC, "sources.yml", "sources.yml", 1)
+            for section in ("prompts", "generators", "annotations"):
+                for name, cfg in (sources.get(section) or {}).items():
+                    self._add_configured(section, name, cfg, "sources.yml", sources[section].line_of(name))
+        for name, cfg in (self.config.get("exports") or {}).items():
+            self._add_configured("exports", name, cfg, "project.yml", self.config["exports"].line_of(name))
+        self._load_models()
+        self.graph = Graph.build(self.nodes)
+
+    def _add_configured(self, section: str, name: str, cfg, path: str, line: int) -> None:
+        if not isinstance(cfg, dict):
+            raise KtoBuildError(f"'{name}' in {section} must be a mapping", path, line)
+        cfg = _overlay(cfg, self.target)
+        cls = node_class(section)
+        if cls.SPEC is not None:
+            validate(cfg, cls.SPEC, f"{section} '{name}'", path, line)
+        self._add(cls.from_config(str(name), cfg, self), (path, line))
+
+    def _load_models(self) -> None:
+        models_dir = self.root / "models"
+        if not models_dir.is_dir():
+            return
+        defaults = self.config.get("models") or {}
+        docs: dict[str, tuple[dict, str]] = {}
+        for yml in sorted([*models_dir.glob("**/*.yml"), *models_dir.glob("**/*.yaml")]):
+            rel = str(yml.relative_to(self.root))
+            data = load_yaml(yml, rel)
+            validate(data, MODELS_YML_SPEC, rel, rel, 1)
+            for entry in data.get("models") or []:
+                if entry["name"] in docs:
+                    raise KtoBuildError(f"model '{entry['name']}' is documented twice (also in "
+                                        f"{docs[entry['name']][1]})", rel, entry.line)
+                docs[entry["name"]] = (entry, rel)
+        sql_files = sorted(models_dir.glob("**/*.sql"))
+        names = {f.stem.lower() for f in sql_files}
+        for name, (entry, rel) in docs.items():
+            if name.lower() not in names:
+                raise KtoBuildError(f"'{name}' is documented but there is no models/{name}.sql", rel, entry.line,
+                                    hint=did_you_mean(name, names))
+        for f in sql_files:
+            rel = str(f.relative_to(self.root))
+            name = f.stem.lower()
+            text = f.read_text(encoding="utf-8")
+            tree = sqlmod.parse(text, rel)
+            doc, _ = docs.get(f.stem, docs.get(name, ({}, None)))
+            if doc.get("enabled") is False:
+                continue
+            refs = sqlmod.references(tree)
+            node = ModelNode(
+                name=name, path=rel, line=1, depends_on=[r.name for r in refs],
+                tags=_as_list(defaults.get("tags")) + _as_list(doc.get("tags")),
+                description=doc.get("description", ""), config=dict(doc),
+                sql=text, normalized_sql=sqlmod.normalized(tree), used_vars=sqlmod.vars_used(tree),
+                materialization=doc.get("materialized") or defaults.get("materialized") or "table",
+                tests=list(doc.get("data_tests") or doc.get("tests") or []),
+                columns=list(doc.get("columns") or []),
+            )
+            node.references = refs
+            self._add(node, (rel, 1))
+        self._check_references()
+
+    def _check_references(self) -> None:
+        known = set(self.nodes)
+        for node in self.nodes.values():
+            if not isinstance(node, ModelNode):
+                continue
+            for ref in node.references:
+                if ref.name not in known:
+                    hint = did_you_mean(ref.name, known) or "known: " + ", ".join(sorted(known))
+                    raise KtoBuildError(f"unknown table '{ref.name}'", node.path, ref.line, ref.col, hint=hint)
+        for node in self.nodes.values():
+            for dep in node.depends_on:
+                if dep not in known:
+                    hint = did_you_mean(dep, known) or "known: " + ", ".join(sorted(known))
+                    raise KtoBuildError(f"{node.kind} '{node.name}' reads unknown node '{dep}'", node.path,
+                                        node.line, hint=hint)
+
+    # -------------------------------------------------------------- helpers
+    def database(self) -> Database:
+        try:
+            shown = str(self.database_path.relative_to(self.root))
+        except ValueError:
+            shown = str(self.database_path)
+        return Database(self.database_path, self.vars, display=shown)
+
+    @property
+    def target_dir(self) -> Path:
+        return self.database_path.parent
+
+    def node(self, name: str) -> Node:
+        key = name.lower()
+        if key not in self.nodes:
+            raise KtoBuildError(f"unknown node '{name}'", hint=did_you_mean(key, self.nodes)
+                                or "see 'kto-build ls'")
+        return self.nodes[key]
+
+    def fingerprint(self, node: Node) -> str:
+        used = {v: self.vars.get(v) for v in node.vars_used()}
+        missing = [v for v in used if v not in self.vars]
+        if missing:
+            raise KtoBuildError(f"getvariable('{missing[0]}') reads a var that project.yml does not define",
+                                node.path, node.line, hint=did_you_mean(missing[0], self.vars)
+                                or "add it under 'vars:' in project.yml")
+        return sqlmod.fingerprint(node.kind, node.definition(), sorted(used.items()))
+
+    # ------------------------------------------------------- the Python API
+    def plan(self, select=None, exclude=None, full_refresh=False, offline=False):
+        from .runner import Runner
+
+        return Runner(self).plan(select, exclude, full_refresh=full_refresh, offline=offline)
+
+    def run(self, select=None, exclude=None, full_refresh=False, offline=False, reporter=None):
+        from .runner import Runner
+
+        return Runner(self, reporter=reporter).run(select, exclude, full_refresh=full_refresh, offline=offline)
+
+    def ls(self, select=None, exclude=None) -> list[dict]:
+        from .runner import Runner
+
+        return Runner(self).ls(select, exclude)
+
+    def compile(self, name: str) -> str:
+        node = self.node(name)
+        if not isinstance(node, ModelNode):
+            raise KtoBuildError(f"'{node.name}' is a {node.kind}, not a SQL model")
+        return node.create_statement()
+
+    def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple]]:
+        from .state import relations
+
+        node = self.node(name)
+        db = self.database()
+        if not db.exists():
+            raise KtoBuildError(f"{db.display} does not exist yet (run 'kto-build run' first)")
+        with db.connect(read_only=True) as con:
+            if node.name not in relations(con):
+                raise KtoBuildError(f"'{node.name}' has not been built yet (run 'kto-build run --select {node.name}')")
+            cur = con.execute(f"SELECT * FROM {sqlmod.quote(node.name)} LIMIT {int(limit)}")
+            return [d[0] for d in cur.description], cur.fetchall()
+
+    def lineage(self, name: str, column: str | None = None) -> dict:
+        node = self.node(name)
+        upstream = sorted(self.graph.ancestors(node.name), key=self.graph.order.index)
+        out: dict[str, Any] = {"node": node.name, "upstream": upstream,
+                               "downstream": sorted(self.graph.descendants(node.name), key=self.graph.order.index)}
+        if column is not None:
+            if not isinstance(node, ModelNode):
+                raise KtoBuildError(f"column lineage needs a SQL model; '{node.name}' is a {node.kind}")
+            sources = {n: self.nodes[n].sql for n in upstream if isinstance(self.nodes[n], ModelNode)}
+            schema = self._physical_schema([n for n in upstream if not isinstance(self.nodes[n], ModelNode)])
+            out["column"] = column
+            out["columns"] = sqlmod.column_lineage(column, node.sql, sources, schema)
+        return out
+
+    def _physical_schema(self, names: list[str]) -> dict:
+        db = self.database()
+        if not names or not db.exists():
+            return {}
+        schema: dict[str, dict] = {}
+        with db.connect(read_only=True) as con:
+            for table, col, dtype in con.execute(
+                "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE schema_name='main'"
+            ).fetchall():
+                if table.lower() in names:
+                    schema.setdefault(table, {})[col] = dtype
+        return schema
+
+
+__all__ = ["KINDS", "Project"]

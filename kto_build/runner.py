@@ -1,0 +1,360 @@
+"""Plan (what is stale and why) and execute, one node at a time.
+
+A node is rebuilt iff it is new, its fingerprint changed, an upstream data
+version changed, its table went missing, ``--full-refresh`` asks (models and
+exports only), or the node itself says so (``stale_reason``). Each node runs
+in its own connection; its table and state row commit in one transaction, so a
+failing node leaves the previous table in place and later independent nodes
+still run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .errors import KtoBuildError
+from .sql import fingerprint as hash_parts
+from .state import SCHEMA, NodeState, read_states, relations, utcnow, write_state
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from .nodes.base import Node
+    from .project import Project
+
+log = logging.getLogger("kto_build")
+
+
+# ------------------------------------------------------------------ reporting
+class Reporter:
+    """Where the engine says what it is doing. The default says nothing."""
+
+    def node_start(self, node: Node, reason: str) -> None: ...
+
+    def node_end(self, result: dict) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int | None) -> Iterator[Any]:
+        yield _NullProgress()
+
+
+class _NullProgress:
+    def advance(self, n: int = 1) -> None: ...
+
+    def update(self, **kw) -> None: ...
+
+
+# ------------------------------------------------------------------ contexts
+@dataclass
+class Tx:
+    con: duckdb.DuckDBPyConnection
+    ctx: NodeContext
+    saved: NodeState | None = None
+
+    def save(self, rows: int | None = None, version_parts: list | None = None, extra: dict | None = None,
+             data_version: str | None = None) -> None:
+        """Write the node's state row in this transaction."""
+        ctx = self.ctx
+        version = data_version or hash_parts(ctx.fingerprint, sorted(ctx.input_versions.items()), version_parts)
+        self.saved = NodeState(ctx.node.name, ctx.node.kind, ctx.fingerprint, version, dict(ctx.input_versions),
+                               rows, utcnow(), time.monotonic() - ctx.started, extra or {})
+        write_state(self.con, self.saved)
+
+
+@dataclass
+class NodeContext:
+    """What a node's ``run`` and ``stale_reason`` may use."""
+
+    project: Project
+    node: Node
+    fingerprint: str
+    state: NodeState | None
+    input_versions: dict[str, str]
+    states: dict[str, NodeState]
+    offline: bool = False
+    full_refresh: bool = False
+    reporter: Reporter = field(default_factory=Reporter)
+    started: float = field(default_factory=time.monotonic)
+    saved: NodeState | None = None
+
+    @property
+    def db(self):
+        return self._db
+
+    def connect(self, read_only: bool = False):
+        return self._db.connect(read_only=read_only)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A write connection in one transaction; commits on success, rolls back on error."""
+        with self._db.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            tx = Tx(con, self)
+            try:
+                yield tx
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
+                raise
+        if tx.saved is not None:
+            self.saved = tx.saved
+
+    @staticmethod
+    def relation_kind(con, name: str) -> str | None:
+        return relations(con).get(name.lower())
+
+
+@dataclass
+class PlanItem:
+    name: str
+    kind: str
+    action: str  # build | skip
+    reason: str
+    detail: str | None = None
+
+
+@dataclass
+class Plan:
+    items: list[PlanItem]
+    target: str
+
+    def to_build(self) -> list[PlanItem]:
+        return [i for i in self.items if i.action == "build"]
+
+    def as_dicts(self) -> list[dict]:
+        return [asdict(i) for i in self.items]
+
+
+@dataclass
+class RunResults:
+    run_id: str
+    target: str
+    started_at: str
+    seconds: float
+    nodes: list[dict]
+
+    @property
+    def ok(self) -> bool:
+        return not any(n["status"] == "failed" for n in self.nodes)
+
+    def count(self, status: str) -> int:
+        return sum(1 for n in self.nodes if n["status"] == status)
+
+    def node(self, name: str) -> dict:
+        return next(n for n in self.nodes if n["name"] == name)
+
+    def to_json(self) -> dict:
+        return {"metadata": {"kto_build_version": __version__, "run_id": self.run_id, "target": self.target,
+                             "generated_at": self.started_at},
+                "elapsed_seconds": round(self.seconds, 4), "success": self.ok, "nodes": self.nodes}
+
+
+# --------------------------------------------------------------------- runner
+class Runner:
+    def __init__(self, project: Project, reporter: Reporter | None = None):
+        self.project = project
+        self.reporter = reporter or Reporter()
+        self.db = project.database()
+        self._fps: dict[str, str] = {}
+
+    def fp(self, node: Node) -> str:
+        if node.name not in self._fps:
+            self._fps[node.name] = self.project.fingerprint(node)
+        return self._fps[node.name]
+
+    def _context(self, node: Node, states: dict, offline=False, full_refresh=False) -> NodeContext:
+        ctx = NodeContext(self.project, node, self.fp(node), states.get(node.name),
+                          {p: states[p].data_version for p in node.depends_on if p in states}, states,
+                          offline=offline, full_refresh=full_refresh, reporter=self.reporter)
+        ctx._db = self.db
+        return ctx
+
+    def reason(self, node: Node, states: dict, rels: dict, rebuilding: set[str], full_refresh: bool,
+               offline: bool) -> tuple[str | None, NodeContext]:
+        """Why ``node`` must rebuild, or None."""
+        ctx = self._context(node, states, offline, full_refresh)
+        st = ctx.state
+        if st is None:
+            return "new", ctx
+        if st.fingerprint != ctx.fingerprint:
+            return "definition changed", ctx
+        for p in node.depends_on:
+            if p in rebuilding:
+                return f"upstream '{p}' will rebuild", ctx
+            if p in states and states[p].data_version != st.inputs.get(p):
+                return f"upstream '{p}' changed", ctx
+        if getattr(node, "produces_table", True) and node.name not in rels:
+            return "table missing", ctx
+        if full_refresh and node.refreshable:
+            return "full refresh", ctx
+        return node.stale_reason(ctx), ctx
+
+    def _snapshot(self, write: bool) -> tuple[dict, dict]:
+        if write:
+            with self.db.connect() as con:
+                self.db.ensure_schema(con)
+                return read_states(con), relations(con)
+        if not self.db.exists():
+            return {}, {}
+        with self.db.connect(read_only=True) as con:
+            return read_states(con), relations(con)
+
+    # ------------------------------------------------------------------ plan
+    def plan(self, select=None, exclude=None, full_refresh=False, offline=False) -> Plan:
+        names = self.project.graph.select(select, exclude)
+        states, rels = self._snapshot(write=False)
+        items: list[PlanItem] = []
+        rebuilding: set[str] = set()
+        for name in names:
+            node = self.project.nodes[name]
+            if offline and node.network:
+                items.append(PlanItem(name, node.kind, "skip", "offline"))
+                continue
+            why, ctx = self.reason(node, states, rels, rebuilding, full_refresh, offline)
+            if why:
+                rebuilding.add(name)
+                items.append(PlanItem(name, node.kind, "build", why, node.plan_detail(ctx)))
+            else:
+                items.append(PlanItem(name, node.kind, "skip", "up to date"))
+        self.write_manifest()
+        return Plan(items, self.project.target)
+
+    def ls(self, select=None, exclude=None) -> list[dict]:
+        plan = {i.name: i for i in self.plan(select, exclude).items}
+        out = []
+        for name in self.project.graph.select(select, exclude):
+            node = self.project.nodes[name]
+            item = plan[name]
+            d = node.summary()
+            d["status"] = "up to date" if item.action == "skip" else f"stale: {item.reason}"
+            out.append(d)
+        return out
+
+    # ------------------------------------------------------------------- run
+    def run(self, select=None, exclude=None, full_refresh=False, offline=False) -> RunResults:
+        run_id = uuid.uuid4().hex[:12]
+        started_wall = utcnow()
+        t0 = time.monotonic()
+        names = self.project.graph.select(select, exclude)
+        results: list[dict] = []
+        with self.db.writer_lock():
+            states, rels = self._snapshot(write=True)
+            bad: dict[str, str] = {}  # failed or blocked node -> root failure
+            for name in names:
+                node = self.project.nodes[name]
+                res = self._run_one(node, states, rels, bad, full_refresh, offline)
+                results.append(res)
+                if res["status"] == "failed" or res.get("blocked_by"):
+                    bad[name] = res.get("blocked_by") or name
+                if res["status"] == "built":
+                    rels[name] = node.materialized
+            seconds = time.monotonic() - t0
+            rr = RunResults(run_id, self.project.target, started_wall.isoformat(), seconds, results)
+            if any(r["status"] != "skipped" for r in results) or not names:
+                self._log_run(rr, started_wall)
+        self.write_artifacts(rr)
+        return rr
+
+    def _run_one(self, node: Node, states, rels, bad: dict, full_refresh: bool, offline: bool) -> dict:
+        base = {"name": node.name, "kind": node.kind, "seconds": 0.0, "rows": None, "message": "", "reason": ""}
+        failed_parents = [p for p in node.depends_on if p in bad]
+        if failed_parents:
+            return {**base, "status": "skipped", "blocked_by": bad[failed_parents[0]],
+                    "message": f"upstream '{failed_parents[0]}' failed"}
+        if offline and node.network:
+            return {**base, "status": "skipped", "message": "offline: kept the stored table"}
+        missing = [p for p in node.depends_on if p not in states]
+        if missing:
+            return {**base, "status": "failed",
+                    "message": f"upstream '{missing[0]}' has never been built "
+                               f"(select it too: --select +{node.name})"}
+        t = time.monotonic()
+        try:
+            why, ctx = self.reason(node, states, rels, set(), full_refresh, offline)
+        except KtoBuildError as exc:
+            return {**base, "status": "failed", "message": exc.one_line()}
+        if not why:
+            return {**base, "status": "skipped", "message": "up to date",
+                    "rows": states[node.name].rows if node.name in states else None}
+        self.reporter.node_start(node, why)
+        out = {**base, "reason": why}
+        try:
+            result = node.run(ctx)
+            if ctx.saved is None:
+                raise KtoBuildError(f"{node.kind} '{node.name}' finished without saving its state (a kto-build bug)")
+            states[node.name] = ctx.saved
+            out.update(status=result.status, rows=result.rows, message=result.message)
+            if result.warnings:
+                out["warnings"] = list(result.warnings)
+            if result.extra:
+                out["extra"] = result.extra
+        except KtoBuildError as exc:
+            out.update(status="failed", message=exc.one_line())
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # an unexpected error: one line here, the traceback in the log file
+            self._log_traceback(node)
+            first = (str(exc).strip().splitlines() or [""])[0]
+            out.update(status="failed", message=f"{node.path}:{node.line}: {type(exc).__name__}: {first} "
+                                                f"(traceback in {self._log_file_display()})")
+        out["seconds"] = round(time.monotonic() - t, 4)
+        self.reporter.node_end(out)
+        return out
+
+    # ------------------------------------------------------------ artifacts
+    def _log_file_display(self) -> str:
+        return str((self.project.target_dir / "kto_build.log").relative_to(self.project.root)) \
+            if self.project.target_dir.is_relative_to(self.project.root) else str(self.project.target_dir)
+
+    def _log_traceback(self, node: Node) -> None:
+        self.project.target_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.project.target_dir / "kto_build.log", "a", encoding="utf-8") as fh:
+            fh.write(f"--- {utcnow().isoformat()} {node.kind} {node.name}\n{traceback.format_exc()}\n")
+
+    def _log_run(self, rr: RunResults, started) -> None:
+        with self.db.connect() as con:
+            con.execute(f"INSERT INTO {SCHEMA}.runs VALUES (?, 'run', ?, ?, ?, ?, ?, ?)",
+                        [rr.run_id, rr.target, started, utcnow(), rr.count("built"), rr.count("skipped"),
+                         rr.count("failed")])
+
+    def manifest(self) -> dict:
+        p = self.project
+        nodes = {}
+        for name in p.graph.order:
+            n = p.nodes[name]
+            d = n.summary()
+            d["fingerprint"] = self.fp(n)
+            d["vars"] = n.vars_used()
+            nodes[name] = d
+        edges = [[parent, name] for name in p.graph.order for parent in p.graph.parents[name]]
+        return {"metadata": {"kto_build_version": __version__, "project": p.name, "target": p.target,
+                             "database": str(p.database_path)},
+                "nodes": nodes, "edges": edges}
+
+    def write_manifest(self) -> None:
+        self._write_json("manifest.json", self.manifest())
+
+    def write_artifacts(self, rr: RunResults) -> None:
+        self.write_manifest()
+        self._write_json("run_results.json", rr.to_json())
+
+    def _write_json(self, name: str, data: dict) -> None:
+        d = self.project.target_dir
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        tmp.replace(d / name)

@@ -1,0 +1,202 @@
+"""The DuckDB file, its writer lock, and the ``_kto_build`` state schema.
+
+One writer: ``writer_lock()`` takes an exclusive ``flock`` on ``<db>.lock`` for
+the whole run, so a second ``kto-build run`` fails at once. Short holds:
+DuckDB locks the whole file for a writing process, so the runner opens a
+connection per node (per batch for long nodes) and closes it in between;
+users can query the file with the duckdb CLI while a long run goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .errors import KtoBuildError, LockError
+
+SCHEMA = "_kto_build"
+
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.nodes (
+    name VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    data_version VARCHAR NOT NULL,
+    inputs JSON,
+    rows BIGINT,
+    built_at TIMESTAMP,
+    seconds DOUBLE,
+    extra JSON
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
+    run_id VARCHAR,
+    command VARCHAR,
+    target VARCHAR,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    built INTEGER,
+    skipped INTEGER,
+    failed INTEGER
+);
+"""
+
+
+@dataclass
+class NodeState:
+    name: str
+    kind: str
+    fingerprint: str
+    data_version: str
+    inputs: dict = field(default_factory=dict)
+    rows: int | None = None
+    built_at: datetime | None = None
+    seconds: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def sql_literal(value: Any) -> str:
+    """A DuckDB literal for a project var (used by SET VARIABLE)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"'{k}': {sql_literal(v)}" for k, v in value.items()) + "}"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class Database:
+    """The project's DuckDB file."""
+
+    def __init__(self, path: str | Path, variables: dict | None = None, display: str | None = None):
+        self.path = Path(path)
+        self.display = display or str(path)
+        self.variables = dict(variables or {})
+
+    # ------------------------------------------------------------------ locks
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold the single-writer lock; fail at once if another run holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                raise LockError(
+                    f"another kto-build run (pid {holder}) is writing to {self.display}; "
+                    "wait for it to finish or stop it"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------ connections
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False, retries: float = 5.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with the project vars set; closed on exit.
+
+        If another process holds the file (a run between batches is brief; a
+        user's open duckdb shell is not), retry for ``retries`` seconds, then
+        fail with one clear line.
+        """
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + retries
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise KtoBuildError(
+                        f"cannot open {self.display}: another process has it open for writing "
+                        "(close your duckdb shell or notebook connection and retry)"
+                        if "lock" in str(exc).lower() else f"cannot open {self.display}: {exc}"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            for name, value in self.variables.items():
+                con.execute(f"SET VARIABLE {name} = {sql_literal(value)}")
+            yield con
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ state
+    @staticmethod
+    def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(DDL)
+
+    def read_states(self) -> dict[str, NodeState]:
+        if not self.exists():
+            return {}
+        with self.connect(read_only=True) as con:
+            return read_states(con)
+
+    def relations(self) -> dict[str, str]:
+        """Tables and views in schema main: name -> 'table' | 'view'."""
+        if not self.exists():
+            return {}
+        with self.connect(read_only=True) as con:
+            return relations(con)
+
+
+def read_states(con: duckdb.DuckDBPyConnection) -> dict[str, NodeState]:
+    has = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'nodes'", [SCHEMA]
+    ).fetchone()[0]
+    if not has:
+        return {}
+    rows = con.execute(
+        f"SELECT name, kind, fingerprint, data_version, inputs, rows, built_at, seconds, extra FROM {SCHEMA}.nodes"
+    ).fetchall()
+    return {
+        r[0]: NodeState(r[0], r[1], r[2], r[3], json.loads(r[4] or "{}"), r[5], r[6], r[7], json.loads(r[8] or "{}"))
+        for r in rows
+    }
+
+
+def relations(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT table_name, 'table' FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
+        "UNION ALL SELECT view_name, 'view' FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal "
+        "AND NOT temporary"
+    ).fetchall()
+    return {name.lower(): kind for name, kind in rows}
+
+
+def write_state(con: duckdb.DuckDBPyConnection, st: NodeState) -> None:
+    con.execute(
+        f"INSERT OR REPLACE INTO {SCHEMA}.nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [st.name, st.kind, st.fingerprint, st.data_version, json.dumps(st.inputs, sort_keys=True), st.rows,
+         st.built_at, st.seconds, json.dumps(st.extra, sort_keys=True, default=str)],
+    )
