@@ -1,7 +1,8 @@
 """Prompt sources: jsonl / csv / parquet files, or a ``datasets`` dataset.
 
-The table holds ``prompt_id`` (the id column, else a content hash of the
-text), ``prompt`` (the text column) and the remaining input columns. An
+With ``text`` set, the table holds ``prompt_id`` (the id column, else a
+content hash of the text), ``prompt`` (the text column) and the remaining
+input columns; without it the file is loaded as it is (like a dbt seed). An
 unchanged input (content hash) is skipped.
 """
 
@@ -49,7 +50,6 @@ class SourceNode(Node):
             "tags": OneOf(STR, ANY),
             "format": Scalar(str, choices=("jsonl", "json", "csv", "tsv", "parquet")),
         },
-        required=("text",),
     )
 
     @classmethod
@@ -100,7 +100,7 @@ class SourceNode(Node):
 
     # ------------------------------------------------------------------ run
     def run(self, ctx: NodeContext) -> NodeResult:
-        text, id_col = self.config["text"], self.config.get("id")
+        text, id_col = self.config.get("text"), self.config.get("id")
         content_hash = self.content_hash(ctx)
         with ctx.transaction() as tx:
             con = tx.con
@@ -119,14 +119,15 @@ class SourceNode(Node):
                     raise KtoBuildError(
                         f"column '{col}' not found in {self.config.get('path') or self.config.get('dataset')} "
                         f"(columns: {', '.join(columns)})", self.path, self.config.line_of(key))
-            excluded = [c for c in (text, id_col) if c]
-            excluded += [c for c in ("prompt_id", "prompt") if c in columns and c not in excluded]
-            rest = ", ".join(quote(c) for c in columns if c not in excluded)
-            id_expr = f"CAST({quote(id_col)} AS VARCHAR)" if id_col else f"md5(CAST({quote(text)} AS VARCHAR))"
-            con.execute(
-                f"CREATE OR REPLACE TABLE {quote(self.name)} AS SELECT {id_expr} AS prompt_id, "
-                f"CAST({quote(text)} AS VARCHAR) AS prompt{', ' + rest if rest else ''} FROM {relation}"
-            )
+            if text is None:  # a plain table, loaded as it is
+                select = "*"
+            else:
+                excluded = [c for c in (text, id_col) if c]
+                excluded += [c for c in ("prompt_id", "prompt") if c in columns and c not in excluded]
+                rest = "".join(", " + quote(c) for c in columns if c not in excluded)
+                id_expr = f"CAST({quote(id_col)} AS VARCHAR)" if id_col else f"md5(CAST({quote(text)} AS VARCHAR))"
+                select = f"{id_expr} AS prompt_id, CAST({quote(text)} AS VARCHAR) AS prompt{rest}"
+            con.execute(f"CREATE OR REPLACE TABLE {quote(self.name)} AS SELECT {select} FROM {relation}")
             rows = con.execute(f"SELECT count(*) FROM {quote(self.name)}").fetchone()[0]
             stamp = None
             if self.file is not None:
