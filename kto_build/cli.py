@@ -26,7 +26,16 @@ EXAMPLE_FILES = ("project.yml", "sources.yml", "models", "data")
 def load_project(ctx_obj: dict):
     from .project import Project
 
-    return Project.load(ctx_obj["project_dir"], target=ctx_obj["target"], vars=ctx_obj["vars"])
+    ctx = click.get_current_context()
+    target = ctx.params.get("target") or ctx_obj["target"]
+    variables = {**ctx_obj["vars"], **_parse_vars(ctx.params.get("vars_"))}
+    return Project.load(ctx_obj["project_dir"], target=target, vars=variables)
+
+
+def project_options(fn):
+    """--target and --vars on every command too, as dbt users type them."""
+    fn = click.option("--vars", "vars_", default=None, help="YAML mapping overriding project vars.")(fn)
+    return click.option("--target", "-t", default=None, help="Target from project.yml 'targets'.")(fn)
 
 
 def friendly(fn):
@@ -117,9 +126,10 @@ class EchoReporter:
 @exclude_opt
 @click.option("--full-refresh", is_flag=True, help="Rebuild models and exports (never drops generations or answers).")
 @click.option("--offline", is_flag=True, help="Skip nodes that talk to a server; build from what is stored.")
+@project_options
 @click.pass_obj
 @friendly
-def run(obj, select, exclude, full_refresh, offline):
+def run(obj, target, vars_, select, exclude, full_refresh, offline):
     """Build what changed."""
     project = load_project(obj)
     total = len(project.graph.select(select, exclude))
@@ -139,9 +149,10 @@ def run(obj, select, exclude, full_refresh, offline):
 @click.option("--full-refresh", is_flag=True)
 @click.option("--offline", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@project_options
 @click.pass_obj
 @friendly
-def plan(obj, select, exclude, full_refresh, offline, as_json):
+def plan(obj, target, vars_, select, exclude, full_refresh, offline, as_json):
     """Show what a run would rebuild and why; runs nothing."""
     p = load_project(obj).plan(select, exclude, full_refresh=full_refresh, offline=offline)
     if as_json:
@@ -160,9 +171,10 @@ def plan(obj, select, exclude, full_refresh, offline, as_json):
 @select_opt
 @exclude_opt
 @click.option("--json", "as_json", is_flag=True)
+@project_options
 @click.pass_obj
 @friendly
-def ls_cmd(obj, select, exclude, as_json):
+def ls_cmd(obj, target, vars_, select, exclude, as_json):
     """List nodes with kind, materialization and status."""
     rows = load_project(obj).ls(select, exclude)
     if as_json:
@@ -175,9 +187,10 @@ def ls_cmd(obj, select, exclude, as_json):
 
 @cli.command()
 @click.argument("name")
+@project_options
 @click.pass_obj
 @friendly
-def compile(obj, name):  # noqa: A001 - the dbt command name
+def compile(obj, target, vars_, name):  # noqa: A001 - the dbt command name
     """Print the SQL a model runs."""
     click.echo(load_project(obj).compile(name))
 
@@ -185,9 +198,10 @@ def compile(obj, name):  # noqa: A001 - the dbt command name
 @cli.command()
 @click.argument("name")
 @click.option("--limit", "-n", default=10, show_default=True)
+@project_options
 @click.pass_obj
 @friendly
-def show(obj, name, limit):
+def show(obj, target, vars_, name, limit):
     """Preview a node's rows as a table."""
     columns, rows = load_project(obj).show(name, limit)
     click.echo(format_table(columns, rows))
@@ -197,9 +211,10 @@ def show(obj, name, limit):
 @click.argument("name")
 @click.option("--column", "-c", default=None, help="Trace one column to its source columns.")
 @click.option("--json", "as_json", is_flag=True)
+@project_options
 @click.pass_obj
 @friendly
-def lineage(obj, name, column, as_json):
+def lineage(obj, target, vars_, name, column, as_json):
     """Upstream and downstream nodes; with --column, column-level lineage."""
     out = load_project(obj).lineage(name, column)
     if as_json:
@@ -264,3 +279,7 @@ _add_feature_commands()
 
 def main():  # console-script entry point
     cli()
+
+
+if __name__ == "__main__":
+    main()

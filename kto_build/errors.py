@@ -44,7 +44,7 @@ class LockError(KtoBuildError):
     """Another process is writing to the same database."""
 
 
-def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str | None:
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str | None:
     """``did you mean 'x'?`` for the nearest candidates, or None."""
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.6)
     if not matches:

@@ -139,7 +139,9 @@ class Project:
         cls = node_class(section)
         if cls.SPEC is not None:
             validate(cfg, cls.SPEC, f"{section} '{name}'", path, line)
-        self._add(cls.from_config(str(name), cfg, self), (path, line))
+        node = cls.from_config(str(name), cfg, self)
+        node.path, node.line = path, line
+        self._add(node, (path, line))
 
     def _load_models(self) -> None:
         models_dir = self.root / "models"
@@ -248,7 +250,7 @@ class Project:
         node = self.node(name)
         if not isinstance(node, ModelNode):
             raise KtoBuildError(f"'{node.name}' is a {node.kind}, not a SQL model")
-        return node.create_statement()
+        return node.create_statement(self.vars)
 
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple]]:
         from .state import relations

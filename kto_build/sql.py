@@ -82,6 +82,25 @@ def vars_used(tree: exp.Expression) -> list[str]:
     return sorted(names)
 
 
+def inline_vars(sql: str, values: dict) -> str:
+    """The query with each ``getvariable('x')`` replaced by its value.
+
+    Views are evaluated when read, in whatever connection reads them (a user's
+    duckdb shell has no project vars), so a view's SQL gets the values baked in.
+    """
+    from .state import sql_literal
+
+    def swap(node):
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "getvariable" and node.expressions:
+            arg = node.expressions[0]
+            if isinstance(arg, exp.Literal) and arg.is_string and arg.this in values:
+                return sqlglot.parse_one(sql_literal(values[arg.this]), read=DIALECT)
+        return node
+
+    tree = sqlglot.parse_one(sql, read=DIALECT).transform(swap)
+    return tree.sql(dialect=DIALECT, pretty=True)
+
+
 def normalized(tree: exp.Expression) -> str:
     """Canonical SQL text: no comments, one spacing, same casing rules."""
     return tree.sql(dialect=DIALECT, comments=False, normalize=False, pretty=False)

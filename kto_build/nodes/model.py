@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import KtoBuildError
-from ..sql import quote
+from ..sql import inline_vars, quote
 from .base import Node, NodeResult
 
 if TYPE_CHECKING:
@@ -37,9 +37,13 @@ class ModelNode(Node):
     def vars_used(self) -> list[str]:
         return self.used_vars
 
-    def create_statement(self) -> str:
-        what = "VIEW" if self.materialization == "view" else "TABLE"
-        return f"CREATE OR REPLACE {what} {quote(self.name)} AS\n{self.sql.rstrip().rstrip(';')}"
+    def create_statement(self, variables: dict | None = None) -> str:
+        body = self.sql.rstrip().rstrip(";")
+        if self.materialization == "view":
+            if self.used_vars:
+                body = inline_vars(body, variables or {})
+            return f"CREATE OR REPLACE VIEW {quote(self.name)} AS\n{body}"
+        return f"CREATE OR REPLACE TABLE {quote(self.name)} AS\n{body}"
 
     def run(self, ctx: NodeContext) -> NodeResult:
         with ctx.transaction() as tx:
@@ -47,7 +51,7 @@ class ModelNode(Node):
             if existing and existing != self.materialization:
                 tx.con.execute(f"DROP {existing.upper()} {quote(self.name)}")
             try:
-                tx.con.execute(self.create_statement())
+                tx.con.execute(self.create_statement(ctx.project.vars))
             except Exception as exc:  # duckdb.Error: map to file:line
                 raise self.sql_error(exc) from None
             rows = None

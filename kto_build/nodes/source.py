@@ -63,7 +63,7 @@ class SourceNode(Node):
                 raise KtoBuildError(f"cannot read '{cfg['path']}': use .jsonl, .csv, .tsv, .parquet "
                                     "or set 'format'", cfg.path, cfg.line_of("path"))
         tags = cfg.get("tags", [])
-        return cls(name=name, path=cfg.path, line=cfg.line, config=dict(cfg), root=project.root,
+        return cls(name=name, path=cfg.path, line=cfg.line, config=cfg, root=project.root,
                    description=cfg.get("description", ""), tags=[tags] if isinstance(tags, str) else list(tags))
 
     # ------------------------------------------------------------ staleness
@@ -80,7 +80,7 @@ class SourceNode(Node):
             st = os.stat(f)
         except FileNotFoundError:
             raise KtoBuildError(f"prompt file '{self.config['path']}' not found", self.path,
-                                self.config.line_of("path") if hasattr(self.config, "line_of") else self.line) from None
+                                self.config.line_of("path")) from None
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
         prev = ctx.state.extra if ctx.state else {}
         if prev.get("stamp") == stamp and prev.get("content_hash"):
