@@ -89,6 +89,7 @@ class NodeContext:
     reporter: Reporter = field(default_factory=Reporter)
     started: float = field(default_factory=time.monotonic)
     saved: NodeState | None = None
+    relations: dict | None = None
 
     @property
     def db(self):
@@ -113,8 +114,10 @@ class NodeContext:
         if tx.saved is not None:
             self.saved = tx.saved
 
-    @staticmethod
-    def relation_kind(con, name: str) -> str | None:
+    def relation_kind(self, con, name: str) -> str | None:
+        """'table' or 'view' if ``name`` exists in schema main."""
+        if self.relations is not None:
+            return self.relations.get(name.lower())
         return relations(con).get(name.lower())
 
 
@@ -170,6 +173,7 @@ class Runner:
         self.reporter = reporter or Reporter()
         self.db = project.database()
         self._fps: dict[str, str] = {}
+        self._rels: dict | None = None
 
     def fp(self, node: Node) -> str:
         if node.name not in self._fps:
@@ -181,6 +185,7 @@ class Runner:
                           {p: states[p].data_version for p in node.depends_on if p in states}, states,
                           offline=offline, full_refresh=full_refresh, reporter=self.reporter)
         ctx._db = self.db
+        ctx.relations = self._rels
         return ctx
 
     def reason(self, node: Node, states: dict, rels: dict, rebuilding: set[str], full_refresh: bool,
@@ -253,19 +258,27 @@ class Runner:
         results: list[dict] = []
         with self.db.writer_lock():
             states, rels = self._snapshot(write=True)
+            self._rels = rels
             bad: dict[str, str] = {}  # failed or blocked node -> root failure
-            for name in names:
-                node = self.project.nodes[name]
-                res = self._run_one(node, states, rels, bad, full_refresh, offline)
-                results.append(res)
-                if res["status"] == "failed" or res.get("blocked_by"):
-                    bad[name] = res.get("blocked_by") or name
-                if res["status"] == "built":
-                    rels[name] = node.materialized
-            seconds = time.monotonic() - t0
-            rr = RunResults(run_id, self.project.target, started_wall.isoformat(), seconds, results)
-            if any(r["status"] != "skipped" for r in results) or not names:
-                self._log_run(rr, started_wall)
+            try:
+                for name in names:
+                    node = self.project.nodes[name]
+                    if node.short:
+                        self.db.hold()
+                    else:
+                        self.db.release()
+                    res = self._run_one(node, states, rels, bad, full_refresh, offline)
+                    results.append(res)
+                    if res["status"] == "failed" or res.get("blocked_by"):
+                        bad[name] = res.get("blocked_by") or name
+                    if res["status"] == "built":
+                        rels[name] = node.materialized
+                seconds = time.monotonic() - t0
+                rr = RunResults(run_id, self.project.target, started_wall.isoformat(), seconds, results)
+                if any(r["status"] != "skipped" for r in results) or not names:
+                    self._log_run(rr, started_wall)
+            finally:
+                self.db.release()
         self.write_artifacts(rr)
         return rr
 

@@ -91,6 +91,7 @@ class Database:
         self.path = Path(path)
         self.display = display or str(path)
         self.variables = dict(variables or {})
+        self._held: duckdb.DuckDBPyConnection | None = None
 
     # ------------------------------------------------------------------ locks
     @property
@@ -121,14 +122,40 @@ class Database:
     def exists(self) -> bool:
         return self.path.exists()
 
+    def hold(self) -> None:
+        """Keep one write connection open for the next connect() calls.
+
+        Opening and checkpointing the file costs ~10 ms; a run of many short
+        nodes (sources, SQL models) shares one connection. Long nodes
+        (generation batches, pulls) ``release()`` it so other processes can
+        read the file between their batches.
+        """
+        if self._held is None:
+            self._held = self._open(read_only=False, retries=5.0)
+
+    def release(self) -> None:
+        if self._held is not None:
+            con, self._held = self._held, None
+            con.close()
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False, retries: float = 5.0) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection with the project vars set; closed on exit.
+        """A connection with the project vars set; closed on exit (unless held).
 
         If another process holds the file (a run between batches is brief; a
         user's open duckdb shell is not), retry for ``retries`` seconds, then
         fail with one clear line.
         """
+        if self._held is not None:
+            yield self._held
+            return
+        con = self._open(read_only, retries)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _open(self, read_only: bool, retries: float) -> duckdb.DuckDBPyConnection:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + retries
@@ -144,12 +171,9 @@ class Database:
                         if "lock" in str(exc).lower() else f"cannot open {self.display}: {exc}"
                     ) from None
                 time.sleep(0.05)
-        try:
-            for name, value in self.variables.items():
-                con.execute(f"SET VARIABLE {name} = {sql_literal(value)}")
-            yield con
-        finally:
-            con.close()
+        for name, value in self.variables.items():
+            con.execute(f"SET VARIABLE {name} = {sql_literal(value)}")
+        return con
 
     # ------------------------------------------------------------------ state
     @staticmethod

@@ -39,6 +39,9 @@ class Node:
     network: ClassVar[bool] = False
     #: full-refresh rebuilds it (models, exports); never for generations/annotations
     refreshable: ClassVar[bool] = True
+    #: short nodes (sources, SQL models) share the run's connection; long ones
+    #: (generation, annotation, export) get their own per batch
+    short: ClassVar[bool] = False
     #: the yamlio spec its config is validated against
     SPEC: ClassVar[Spec | None] = None
 

@@ -26,6 +26,7 @@ class ModelNode(Node):
     columns: list = field(default_factory=list)
 
     kind: ClassVar[str] = "model"
+    short: ClassVar[bool] = True
 
     @property
     def materialized(self) -> str:

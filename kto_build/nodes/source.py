@@ -37,6 +37,7 @@ class SourceNode(Node):
     root: Path = Path(".")
 
     kind: ClassVar[str] = "source"
+    short: ClassVar[bool] = True
     SPEC: ClassVar = Map(
         {
             "path": STR,

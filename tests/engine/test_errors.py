@@ -87,7 +87,8 @@ def test_undefined_var(proj):
 
 def test_unknown_target_and_selector(proj):
     proj.write("project.yml", "name: demo\nvars: {min_len: 3, suffix: x}\ntargets:\n  dev: {}\n  prod: {}\n")
-    assert err(proj.cli("ls", "--target", "prdo")) == "error: project.yml:3: unknown target 'prdo' (did you mean 'prod'?)"
+    assert err(proj.cli("ls", "--target", "prdo")) == (
+        "error: project.yml:3: unknown target 'prdo' (did you mean 'prod'?)")
     assert err(proj.cli("ls", "--select", "+stg_promts")) == ("error: unknown node 'stg_promts' in selector "
                                                               "'+stg_promts' (did you mean 'stg_prompts'?)")
     assert err(proj.cli("ls", "--select", "tag:funn")) == "error: no node has tag 'funn' (did you mean 'fun'?)"
