@@ -315,6 +315,10 @@ class Runner:
                 out["warnings"] = list(result.warnings)
             if result.extra:
                 out["extra"] = result.extra
+            if node.kind == "model" and result.status == "built":  # data tests right after the build
+                from .checks import run_model_tests
+
+                run_model_tests(ctx, node, out)
         except KtoBuildError as exc:
             out.update(status="failed", message=exc.one_line())
         except KeyboardInterrupt:

@@ -38,6 +38,11 @@ class ModelNode(Node):
     def vars_used(self) -> list[str]:
         return self.used_vars
 
+    def stale_reason(self, ctx: NodeContext) -> str | None:
+        if ctx.state is not None and ctx.state.extra.get("tests_failed"):
+            return "its data tests failed last run"
+        return None
+
     def create_statement(self, variables: dict | None = None) -> str:
         body = self.sql.rstrip().rstrip(";")
         if self.materialization == "view":
