@@ -164,6 +164,8 @@ class Project:
             if name.lower() not in names:
                 raise KtoBuildError(f"'{name}' is documented but there is no models/{name}.sql", rel, entry.line,
                                     hint=did_you_mean(name, names))
+        # extra relations a node creates beside its table (an annotation's <node>_latest view)
+        aliases = {a: n.name for n in self.nodes.values() for a in getattr(n, "aliases", ())}
         for f in sql_files:
             rel = str(f.relative_to(self.root))
             name = f.stem.lower()
@@ -174,7 +176,7 @@ class Project:
                 continue
             refs = sqlmod.references(tree)
             node = ModelNode(
-                name=name, path=rel, line=1, depends_on=[r.name for r in refs],
+                name=name, path=rel, line=1, depends_on=list(dict.fromkeys(aliases.get(r.name, r.name) for r in refs)),
                 tags=_as_list(defaults.get("tags")) + _as_list(doc.get("tags")),
                 description=doc.get("description", ""), config=dict(doc),
                 sql=text, normalized_sql=sqlmod.normalized(tree), used_vars=sqlmod.vars_used(tree),
@@ -188,11 +190,12 @@ class Project:
 
     def _check_references(self) -> None:
         known = set(self.nodes)
+        aliases = {a for n in self.nodes.values() for a in getattr(n, "aliases", ())}
         for node in self.nodes.values():
             if not isinstance(node, ModelNode):
                 continue
             for ref in node.references:
-                if ref.name not in known:
+                if ref.name not in known and ref.name not in aliases:
                     hint = did_you_mean(ref.name, known) or "known: " + ", ".join(sorted(known))
                     raise KtoBuildError(f"unknown table '{ref.name}'", node.path, ref.line, ref.col, hint=hint)
         for node in self.nodes.values():

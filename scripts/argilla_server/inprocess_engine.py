@@ -53,7 +53,7 @@ def _doc_for(record) -> dict[str, Any]:
     try:
         for r in record.responses or []:
             doc["responses"][str(r.user_id)] = _response_doc(r)
-    except Exception:  # noqa: BLE001, S110 - relationship not loaded: responses arrive later one by one
+    except Exception:  # noqa: S110 - relationship not loaded: responses arrive later one by one
         pass
     return doc
 
@@ -216,6 +216,7 @@ class InProcessSearchEngine(SearchEngine):
     async def compute_metrics_for(self, metadata_property):
         return TermsMetrics(total=0, values=[])
 
-    async def similarity_search(self, dataset, vector_settings, value=None, record=None, query=None, filter=None,
+    async def similarity_search(self, dataset, vector_settings, value=None, record=None, query=None,
+                                filter=None,  # noqa: A002
                                 max_results=100, order=None, threshold=None) -> SearchResponses:
         return SearchResponses(items=[], total=0)

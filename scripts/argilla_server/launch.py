@@ -34,7 +34,6 @@ def configure_env(home: Path, redis_url: str) -> None:
         "ARGILLA_DATABASE_URL": f"sqlite+aiosqlite:///{home / 'argilla.db'}",
         "ARGILLA_SEARCH_ENGINE": "inprocess",
         "ARGILLA_REDIS_URL": redis_url,
-        "ARGILLA_ENABLE_TELEMETRY": "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_OFFLINE": "1",
         "TMPDIR": str(home / "tmp"),
@@ -66,6 +65,9 @@ def main(argv=None) -> None:
     serve.add_argument("--port", type=int, required=True)
     cli = sub.add_parser("cli")
     cli.add_argument("args", nargs=argparse.REMAINDER)
+    setup = sub.add_parser("setup", help="migrate, create the owner and annotators (server CLI, one process)")
+    setup.add_argument("--owner-key", required=True)
+    setup.add_argument("--annotator", action="append", default=[], metavar="NAME:API_KEY:WORKSPACE")
     ns = ap.parse_args(argv)
 
     configure_env(ns.home.resolve(), ns.redis_url)
@@ -77,6 +79,19 @@ def main(argv=None) -> None:
 
         sys.argv = ["argilla_server", *ns.args]
         app()
+        return
+    if ns.cmd == "setup":
+        from argilla_server.cli import app
+
+        runs = [["database", "migrate"],
+                ["database", "users", "create_default", "--api-key", ns.owner_key, "--password", "owner-password"]]
+        for spec in ns.annotator:
+            name, key, workspace = spec.split(":")
+            runs.append(["database", "users", "create", "--first-name", name, "--username", name,
+                         "--role", "annotator", "--password", f"{name}-password", "--api-key", key,
+                         "--workspace", workspace])
+        for args in runs:
+            app(args, standalone_mode=False)
         return
 
     patch_jobs()
