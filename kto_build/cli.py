@@ -102,9 +102,7 @@ class EchoReporter:
             r["status"], r["status"])
         rows = f"{r['rows']} rows, " if r.get("rows") is not None else ""
         click.echo(f"      {status} {r['kind']} {r['name']} [{rows}{r['seconds']:.2f}s]")
-        if r["status"] == "failed":
-            click.echo(f"      {r['message']}", err=True)
-        elif r.get("message"):
+        if r.get("message"):
             click.echo(f"      {r['message']}")
         for w in r.get("warnings", []):
             click.echo(click.style(f"      warning: {w}", fg="yellow"))

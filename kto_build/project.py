@@ -258,14 +258,16 @@ class Project:
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple]]:
         from .state import relations
 
-        node = self.node(name)
+        aliases = {a: n.name for n in self.nodes.values() for a in getattr(n, "aliases", ())}
+        relation = name.lower() if name.lower() in aliases else self.node(name).name
+        owner = aliases.get(relation, relation)
         db = self.database()
         if not db.exists():
             raise KtoBuildError(f"{db.display} does not exist yet (run 'kto-build run' first)")
         with db.connect(read_only=True) as con:
-            if node.name not in relations(con):
-                raise KtoBuildError(f"'{node.name}' has not been built yet (run 'kto-build run --select {node.name}')")
-            cur = con.execute(f"SELECT * FROM {sqlmod.quote(node.name)} LIMIT {int(limit)}")
+            if relation not in relations(con):
+                raise KtoBuildError(f"'{relation}' has not been built yet (run 'kto-build run --select {owner}')")
+            cur = con.execute(f"SELECT * FROM {sqlmod.quote(relation)} LIMIT {int(limit)}")
             return [d[0] for d in cur.description], cur.fetchall()
 
     def lineage(self, name: str, column: str | None = None) -> dict:
