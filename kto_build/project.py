@@ -198,6 +198,11 @@ class Project:
                 if ref.name not in known and ref.name not in aliases:
                     hint = did_you_mean(ref.name, known) or "known: " + ", ".join(sorted(known))
                     raise KtoBuildError(f"unknown table '{ref.name}'", node.path, ref.line, ref.col, hint=hint)
+        from .checks import compile_tests
+
+        for node in self.nodes.values():  # data test definitions are checked when the project loads
+            if isinstance(node, ModelNode) and (node.tests or node.columns):
+                compile_tests(node, self)
         for node in self.nodes.values():
             for dep in node.depends_on:
                 if dep not in known:

@@ -156,13 +156,14 @@ BAD = [
 @pytest.mark.parametrize(("columns_yml", "error"), BAD)
 def test_bad_specs_point_at_the_yml(tmp_path, columns_yml, error):
     root = mini(tmp_path / "p", "models:\n  - name: m\n    columns:\n" + columns_yml)
-    rr = Project.load(root).run()
-    assert rr.node("m")["status"] == "failed"
-    assert rr.node("m")["message"] == error
-    res = cli(root, "test")
-    assert res.returncode == 2
-    assert res.stderr.strip() == f"error: {error}"
-    assert "Traceback" not in res.stderr
+    with pytest.raises(KtoBuildError) as exc:  # found when the project loads, before anything runs
+        Project.load(root)
+    assert exc.value.one_line() == error
+    for command in ("test", "plan", "run"):
+        res = cli(root, command)
+        assert res.returncode == 2
+        assert res.stderr.strip() == f"error: {error}"
+        assert "Traceback" not in res.stderr
 
 
 def test_missing_column(tmp_path):
@@ -194,11 +195,9 @@ def test_test_command(tmp_path):
 
 
 def test_compile_error_is_ktobuilderror(tmp_path):
-    from kto_build.checks import compile_tests
-
     root = mini(tmp_path / "p", "models:\n  - name: m\n    tests: [not_null]\n")
-    p = Project.load(root)
     with pytest.raises(KtoBuildError) as e:
-        compile_tests(p.nodes["m"], p)
+        Project.load(root)
     assert e.value.one_line() == ("models/m.yml:3: test 'not_null' on model 'm' needs a column (put it under a "
                                   "column, or give column_name)")
+
