@@ -50,6 +50,8 @@ class SourceNode(Node):
             "description": STR,
             "tags": OneOf(STR, ANY),
             "format": Scalar(str, choices=("jsonl", "json", "csv", "tsv", "parquet")),
+            # `dataset: json|csv|parquet` + local files (relative to the project): no hub, no network
+            "data_files": OneOf(STR, ANY, what="a file, a list of files or a mapping split -> files"),
         },
     )
 
@@ -76,7 +78,13 @@ class SourceNode(Node):
         """sha256 of the input file; reuses the stored hash when size and mtime match."""
         f = self.file
         if f is None:  # datasets: the definition (name, split, revision) is the version
-            return "dataset"
+            local = [p for p in self._data_files_list() if p.is_file()]
+            if not local:
+                return "dataset"
+            h = hashlib.sha256()  # plus the content of local data_files
+            for p in local:
+                h.update(p.read_bytes())
+            return h.hexdigest()[:16]
         try:
             st = os.stat(f)
         except FileNotFoundError:
@@ -137,13 +145,35 @@ class SourceNode(Node):
             tx.save(rows=rows, version_parts=[content_hash], extra={"content_hash": content_hash, "stamp": stamp})
         return NodeResult(rows=rows)
 
+    def _data_files(self):
+        """``data_files`` with paths made relative to the project root."""
+        def fix(v):
+            if isinstance(v, str):
+                return str(self.root / v)
+            if isinstance(v, list):
+                return [fix(x) for x in v]
+            if isinstance(v, dict):
+                return {str(k): fix(x) for k, x in v.items()}
+            return v
+
+        return fix(self.config.get("data_files"))
+
+    def _data_files_list(self) -> list[Path]:
+        v = self._data_files()
+        flat = v if isinstance(v, list) else list(v.values()) if isinstance(v, dict) else [v] if v else []
+        out = []
+        for x in flat:
+            out += [Path(y) for y in (x if isinstance(x, list) else [x])]
+        return out
+
     def _register_dataset(self, con) -> str:
         import datasets  # lazy: ~1.4 s
 
         cfg = self.config
         try:
+            extra = {"data_files": self._data_files()} if "data_files" in cfg else {}
             ds = datasets.load_dataset(cfg["dataset"], cfg.get("config"), split=cfg.get("split", "train"),
-                                       revision=cfg.get("revision"))
+                                       revision=cfg.get("revision"), **extra)
         except Exception as exc:
             raise KtoBuildError(f"cannot load dataset '{cfg['dataset']}': {str(exc).splitlines()[0]}",
                                 self.path, self.config.line_of("dataset")) from None
