@@ -236,6 +236,9 @@ def init(directory):
     example = Path(__file__).parent / "example"
     if not example.is_dir():  # editable install: the repository root is the example
         example = Path(__file__).resolve().parent.parent
+    if not (example / "project.yml").exists():
+        raise KtoBuildError("the example project is not installed with this copy of kto-build "
+                            "(install from a source checkout: pip install -e .)")
     if (dest / "project.yml").exists():
         raise KtoBuildError(f"{dest / 'project.yml'} exists already; init makes new projects only")
     dest.mkdir(parents=True, exist_ok=True)

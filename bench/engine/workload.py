@@ -13,10 +13,12 @@ gives the same files. Edge cases the example's rules must handle:
 * prompts: blank texts, exact duplicates (same prompt_id), whitespace-padded
   duplicates (another prompt_id, same trimmed text);
 * generations: failed rows (NULL completion), empty completions, 2/3/4-line
-  completions (only 3-line ones go to people), generations of padded duplicates;
+  completions and 3 non-empty lines around a blank one (only 3-line ones go to
+  people), trailing spaces, generations of padded duplicate prompts;
 * responses: 0-3 annotators per record, drafts, discarded answers, a changed
   answer (an earlier submitted row with the other value), a submitted answer
-  later discarded or turned back into a draft, and identical rows pulled twice.
+  later discarded or turned back into a draft, identical rows pulled twice, and
+  answers to a second question.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import duckdb
 MODELS = ("gemma-3-270m", "qwen2.5-0.5b")
 SAMPLES = 2
 N_ANNOTATORS = 24
-QUESTION = "rating"
+QUESTION = "label"  # the example's annotation question (models/stg_responses.sql)
+OTHER_QUESTION = "style"  # a second question whose answers the label rules must ignore
 
 TOPICS = ["autumn rain", "a cat at dawn", "the sea", "city lights", "old pine", "first snow", "a lantern",
           "cherry blossoms", "a train at night", "the moon", "river stones", "summer heat", "a crow",
@@ -67,17 +70,17 @@ def generate(out_dir: str | Path, n_prompts: int, seed: int = 0, threads: int | 
         FROM range({n_prompts}) t(i)
     """)
     # 0.4% blank, 0.8% exact duplicate of the previous prompt, 0.8% padded duplicate of it
-    con.execute(f"""
+    con.execute("""
         CREATE TEMP TABLE p AS
         SELECT b.i,
                CASE WHEN b.r < 0.004 THEN CASE WHEN b.i % 2 = 0 THEN '' ELSE '   ' END
                     WHEN b.r < 0.012 AND b.i > 0 THEN prev.text
                     WHEN b.r < 0.020 AND b.i > 0 THEN '  ' || prev.text || ' '
                     ELSE b.text END AS instructions,
-               b.topic AS category
+               b.topic AS topic_seed
         FROM base b LEFT JOIN base prev ON prev.i = b.i - 1
     """)
-    con.execute(f"COPY (SELECT instructions, category FROM p ORDER BY i) TO '{out / 'prompts.parquet'}' "
+    con.execute(f"COPY (SELECT instructions, topic_seed FROM p ORDER BY i) TO '{out / 'prompts.parquet'}' "
                 "(FORMAT parquet)")
 
     # --------------------------------------------------------- generations
@@ -112,6 +115,8 @@ def generate(out_dir: str | Path, n_prompts: int, seed: int = 0, threads: int | 
                     WHEN r_shape < 0.10 THEN {line(0)} || chr(10) || {line(16)}
                     WHEN r_shape < 0.18 THEN {line(0)} || chr(10) || {line(16)} || chr(10) || {line(32)}
                                              || chr(10) || {line(48)}
+                    WHEN r_shape < 0.20 THEN {line(0)} || chr(10) || '  ' || chr(10) || {line(16)} || chr(10)
+                                             || {line(32)} || '  '
                     ELSE {line(0)} || chr(10) || {line(16)} || chr(10) || {line(32)} END AS completion,
                CASE WHEN r_shape < 0.01 THEN 'failed' ELSE 'ok' END AS status,
                CASE WHEN r_shape < 0.01 THEN 'timeout' END AS error,
@@ -147,7 +152,7 @@ def generate(out_dir: str | Path, n_prompts: int, seed: int = 0, threads: int | 
                        WHEN {_u('g.generation_id', 'nann', seed)} < 0.25 THEN 2 ELSE 3 END
     """)
     # final state of each response, then the history rows that precede it
-    con.execute(f"""
+    con.execute("""
         CREATE TEMP TABLE final AS
         SELECT record_id, who, created_at + INTERVAL 1 DAY + to_seconds(k * 60) AS t0,
                CASE WHEN r_val < quality THEN 'Yes' ELSE 'No' END AS value,
@@ -156,7 +161,7 @@ def generate(out_dir: str | Path, n_prompts: int, seed: int = 0, threads: int | 
                r_hist
         FROM a
     """)
-    con.execute(f"""
+    con.execute("""
         CREATE TEMP TABLE log AS
         -- the final row of every response (updated 10 min after creation when it has history)
         SELECT record_id, who, value, status, t0 AS created, t0 + INTERVAL 10 MINUTE AS updated, 0 AS pull
@@ -175,21 +180,29 @@ def generate(out_dir: str | Path, n_prompts: int, seed: int = 0, threads: int | 
         FROM final WHERE r_hist >= 0.15 AND r_hist < 0.20
     """)
     con.execute(f"""
+        CREATE TEMP TABLE log2 AS
+        SELECT *, '{QUESTION}' AS question FROM log
+        UNION ALL  -- 10%: an answer to another question, with the opposite value
+        SELECT record_id, who, CASE WHEN value = 'Yes' THEN 'No' ELSE 'Yes' END, 'submitted', created,
+               updated + INTERVAL 1 MINUTE, pull, '{OTHER_QUESTION}'
+        FROM log WHERE pull = 0 AND {_u('record_id || who', 'q2', seed)} < 0.10
+    """)
+    con.execute(f"""
         COPY (
-            SELECT record_id, '{QUESTION}' AS question,
+            SELECT record_id, question,
                    'u' || lpad(who::VARCHAR, 3, '0') AS annotator_id,
                    'annotator_' || who AS annotator,
                    value, status,
                    created AS response_created_at, updated AS response_updated_at,
                    updated + INTERVAL 1 HOUR + to_seconds(pull * 3600) AS pulled_at,
                    'argilla' AS backend
-            FROM log ORDER BY pulled_at, record_id, annotator_id, response_updated_at
+            FROM log2 ORDER BY pulled_at, record_id, annotator_id, response_updated_at
         ) TO '{out / 'ratings.parquet'}' (FORMAT parquet)
     """)
     counts = {
         "prompts": con.execute("SELECT count(*) FROM p").fetchone()[0],
         "generations": con.execute("SELECT count(*) FROM g").fetchone()[0],
-        "ratings": con.execute("SELECT count(*) FROM log").fetchone()[0],
+        "ratings": con.execute("SELECT count(*) FROM log2").fetchone()[0],
     }
     con.close()
     counts["seconds"] = round(time.monotonic() - t0, 3)
