@@ -17,6 +17,7 @@ from .graph import Graph
 from .nodes import KINDS, node_class
 from .nodes.base import Node
 from .nodes.model import ModelNode
+from .parse_cache import ParseCache
 from .state import Database
 from .yamlio import ANY, BOOL, SCALAR, STR, Dict, List, Map, OneOf, Scalar, YMap, load_yaml, validate
 
@@ -166,26 +167,34 @@ class Project:
                                     hint=did_you_mean(name, names))
         # extra relations a node creates beside its table (an annotation's <node>_latest view)
         aliases = {a: n.name for n in self.nodes.values() for a in getattr(n, "aliases", ())}
+        cache = ParseCache(self.target_dir / "parse_cache.json")
         for f in sql_files:
             rel = str(f.relative_to(self.root))
             name = f.stem.lower()
             text = f.read_text(encoding="utf-8")
-            tree = sqlmod.parse(text, rel)
+            parsed = cache.lookup(rel, text)
+            if parsed is None:
+                tree = sqlmod.parse(text, rel)
+                parsed = {"refs": [[r.name, r.line, r.col] for r in sqlmod.references(tree)],
+                          "vars": sqlmod.vars_used(tree), "normalized": sqlmod.normalized(tree)}
+                cache.store(rel, text, parsed)
             doc, _ = docs.get(f.stem, docs.get(name, ({}, None)))
             if doc.get("enabled") is False:
                 continue
-            refs = sqlmod.references(tree)
+            refs = [sqlmod.Reference(*r) for r in parsed["refs"]]
             node = ModelNode(
-                name=name, path=rel, line=1, depends_on=list(dict.fromkeys(aliases.get(r.name, r.name) for r in refs)),
+                name=name, path=rel, line=1,
+                depends_on=list(dict.fromkeys(aliases.get(r.name, r.name) for r in refs)),
                 tags=_as_list(defaults.get("tags")) + _as_list(doc.get("tags")),
                 description=doc.get("description", ""), config=dict(doc),
-                sql=text, normalized_sql=sqlmod.normalized(tree), used_vars=sqlmod.vars_used(tree),
+                sql=text, normalized_sql=parsed["normalized"], used_vars=parsed["vars"],
                 materialization=doc.get("materialized") or defaults.get("materialized") or "table",
                 tests=list(doc.get("data_tests") or doc.get("tests") or []),
                 columns=list(doc.get("columns") or []),
             )
             node.references = refs
             self._add(node, (rel, 1))
+        cache.save({str(f.relative_to(self.root)) for f in sql_files})
         self._check_references()
 
     def _check_references(self) -> None:

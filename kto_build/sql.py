@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
+from typing import TYPE_CHECKING
 
 from .errors import KtoBuildError
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+
+# sqlglot is imported inside the functions that parse: a project whose model
+# files are unchanged since the last load is read from the parse cache
+# (project.py) and never needs it.
 
 DIALECT = "duckdb"
 #: schemas that hold the project's own nodes; other qualified names are external
@@ -30,6 +34,10 @@ class Reference:
 
 def parse(sql: str, path: str) -> exp.Expression:
     """Parse one model file: exactly one SELECT-like statement."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError, TokenError
+
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except ParseError as exc:
@@ -52,6 +60,8 @@ def parse(sql: str, path: str) -> exp.Expression:
 
 def references(tree: exp.Expression) -> list[Reference]:
     """Tables a query reads: table names minus CTE names and table functions."""
+    from sqlglot import exp
+
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     seen: dict[str, Reference] = {}
     for table in tree.find_all(exp.Table):
@@ -73,6 +83,8 @@ def references(tree: exp.Expression) -> list[Reference]:
 
 def vars_used(tree: exp.Expression) -> list[str]:
     """Names passed as literals to ``getvariable``."""
+    from sqlglot import exp
+
     names = set()
     for func in tree.find_all(exp.Anonymous):
         if func.name.lower() == "getvariable" and func.expressions:
@@ -88,6 +100,9 @@ def inline_vars(sql: str, values: dict) -> str:
     Views are evaluated when read, in whatever connection reads them (a user's
     duckdb shell has no project vars), so a view's SQL gets the values baked in.
     """
+    import sqlglot
+    from sqlglot import exp
+
     from .state import sql_literal
 
     def swap(node):
@@ -116,7 +131,9 @@ def fingerprint(*parts: object) -> str:
 
 
 def quote(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql(dialect=DIALECT)
+    """A quoted DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
 
 
 def column_lineage(column: str, sql: str, sources: dict[str, str], schema: dict | None = None) -> list[dict]:
@@ -125,6 +142,7 @@ def column_lineage(column: str, sql: str, sources: dict[str, str], schema: dict 
     ``sources`` maps model names to their SQL so lineage walks through models;
     ``schema`` maps physical tables to their column types.
     """
+    from sqlglot import exp
     from sqlglot.lineage import lineage
 
     try:
