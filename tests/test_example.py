@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from tests.engine.test_lazy_imports import heavy_modules
+from tests.helpers import query
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,12 +29,6 @@ def results(project: Path) -> dict[str, dict]:
     return {n["name"]: n for n in data["nodes"]}
 
 
-def query(project: Path, sql: str):
-    con = duckdb.connect(str(project / "target" / "kto_build.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

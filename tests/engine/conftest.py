@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from kto_build.cli import cli
+from tests.helpers import query
 
 
 class Proj:
@@ -40,13 +41,7 @@ class Proj:
         return {n["name"] for n in results["nodes"] if n["status"] == "built"}
 
     def query(self, sql: str):
-        import duckdb
-
-        con = duckdb.connect(str(self.root / "target" / "kto_build.duckdb"), read_only=True)
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
+        return query(self.root, sql)
 
 
 PROMPTS = [

@@ -9,12 +9,12 @@ import subprocess
 import sys
 
 import datasets
-import duckdb
 import pytest
 from conftest import PROJECT_YML, cli, make_project
 
 from kto_build.checks import kto_balance_warnings
 from kto_build.project import Project
+from tests.helpers import query as db_rows
 
 KTO_FEATURES = {"prompt": datasets.Value("string"), "completion": datasets.Value("string"),
                 "label": datasets.Value("bool")}
@@ -23,12 +23,6 @@ DPO_FEATURES = {"prompt": datasets.Value("string"), "chosen": datasets.Value("st
 MESSAGES = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
 
 
-def db_rows(root, sql):
-    con = duckdb.connect(str(root / "target" / "kto_build.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def load_all(d, split="train"):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-import duckdb
 import pytest
 from conftest import FIXTURES
 
 from kto_build.project import Project
+from tests.helpers import query as rows
 
 
 def _jsonl(name):
@@ -54,12 +54,6 @@ def reference(positive="Yes", required_lines=3, min_annotators=1, min_agreement=
     return {"kto": kto, "dpo": dpo, "to_annotate": to_annotate}
 
 
-def rows(project_dir, sql):
-    con = duckdb.connect(str(project_dir / "target" / "kto_build.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def built(rr):

@@ -9,6 +9,7 @@ import pytest
 
 from kto_build.errors import KtoBuildError
 from kto_build.project import Project
+from tests.helpers import query
 
 PROMPTS = [{"pid": "a", "instructions": "Write a haiku about rain.", "topic": "rain"},
            {"pid": "b", "instructions": "Write a haiku about snow.", "topic": "snow"}]
@@ -25,14 +26,6 @@ def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def query(root, sql):
-    import duckdb
-
-    con = duckdb.connect(str(root / "target" / "kto_build.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
