@@ -162,8 +162,13 @@ def _key_line(entry, name, key, default) -> int:
     return default
 
 
-def compile_tests(node: ModelNode, project: Project | None = None) -> list[DataTest]:
-    """Validate and compile a model's data tests; file:line errors for bad ones."""
+def compile_tests(node: ModelNode, project: Project | None = None, parse_sql: bool = True) -> list[DataTest]:
+    """Validate and compile a model's data tests; file:line errors for bad ones.
+
+    ``parse_sql=False`` (as the project loader calls it) checks names and
+    arguments only; ``expression`` SQL is parsed when the tests run, so that
+    loading a project does not import sqlglot.
+    """
     out: list[DataTest] = []
     path = _yml_path(node)
     cfg = node.config or {}
@@ -172,10 +177,10 @@ def compile_tests(node: ModelNode, project: Project | None = None) -> list[DataT
         col_line = _line(col, 1)
         tests = col.get("data_tests") or col.get("tests") or []
         for entry, line in _items(tests, col_line):
-            out.append(_compile_one(node, project, entry, line, path, column=cname))
+            out.append(_compile_one(node, project, entry, line, path, column=cname, parse_sql=parse_sql))
     model_tests = cfg.get("data_tests") or cfg.get("tests") or node.tests or []
     for entry, line in _items(model_tests, _line(cfg, 1)):
-        out.append(_compile_one(node, project, entry, line, path, column=None))
+        out.append(_compile_one(node, project, entry, line, path, column=None, parse_sql=parse_sql))
     return out
 
 
@@ -208,7 +213,8 @@ def _parse_expression(expr: str, path: str, line: int) -> str:
     return expr
 
 
-def _compile_one(node: ModelNode, project, entry, line: int, path: str, column: str | None) -> DataTest:
+def _compile_one(node: ModelNode, project, entry, line: int, path: str, column: str | None,
+                 parse_sql: bool = True) -> DataTest:
     where_text = f"model '{node.name}'" + (f" column '{column}'" if column else "")
     name, args, line = _parse_entry(entry, line, path, where_text)
     m = quote(node.name)
@@ -253,7 +259,9 @@ def _compile_one(node: ModelNode, project, entry, line: int, path: str, column: 
                f"(select {fld} from {quote(to)} where {fld} is not null)")
         label = f"relationships({node.name}.{columns[0]} -> {to}.{args['field']})"
     elif name == "expression":
-        expr = _parse_expression(str(args["expression"]), path, _key_line(entry, name, "expression", line))
+        expr = str(args["expression"])
+        if parse_sql:
+            _parse_expression(expr, path, _key_line(entry, name, "expression", line))
         sql = f"select * from {alias_rel} where not coalesce(({expr}), false)"
         label = f"expression({node.name}: {expr})"
     else:  # row_count

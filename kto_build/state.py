@@ -92,6 +92,7 @@ class Database:
         self.display = display or str(path)
         self.variables = dict(variables or {})
         self._held: duckdb.DuckDBPyConnection | None = None
+        self._holding = False
 
     # ------------------------------------------------------------------ locks
     @property
@@ -130,10 +131,10 @@ class Database:
         (generation batches, pulls) ``release()`` it so other processes can
         read the file between their batches.
         """
-        if self._held is None:
-            self._held = self._open(read_only=False, retries=5.0)
+        self._holding = True  # opened by the first connect(), so skipped nodes open nothing
 
     def release(self) -> None:
+        self._holding = False
         if self._held is not None:
             con, self._held = self._held, None
             con.close()
@@ -146,6 +147,8 @@ class Database:
         user's open duckdb shell is not), retry for ``retries`` seconds, then
         fail with one clear line.
         """
+        if self._held is None and self._holding and not read_only:
+            self._held = self._open(read_only=False, retries=retries)
         if self._held is not None:
             yield self._held
             return

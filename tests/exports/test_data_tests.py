@@ -145,9 +145,6 @@ BAD = [
      '(e.g. accepted_values: {values: ["Yes", "No"]})'),
     ("      - name: id\n        tests:\n          - relationships: {to: rwa, field: id}\n",
      "models/m.yml:6: relationships on model 'm' column 'id' points to unknown node 'rwa' (did you mean 'raw'?)"),
-    ("      - name: id\n        tests:\n          - expression: {expression: \"id <\"}\n",
-     "models/m.yml:6: expression 'id <' is not valid SQL (write a boolean SQL expression, e.g. "
-     '"length(prompt) > 0")'),
     ("      - name: id\n        tests:\n          - row_count: {}\n",
      "models/m.yml:6: row_count on model 'm' column 'id' needs 'min' or 'max' (e.g. row_count: {min: 1})"),
 ]
@@ -164,6 +161,22 @@ def test_bad_specs_point_at_the_yml(tmp_path, columns_yml, error):
         assert res.returncode == 2
         assert res.stderr.strip() == f"error: {error}"
         assert "Traceback" not in res.stderr
+
+
+def test_bad_expression_sql_is_reported_when_tests_run(tmp_path):
+    # loading checks test names and options only (no sqlglot import); the SQL of an
+    # `expression` test is parsed when the model's tests run
+    error = ("models/m.yml:6: expression 'id <' is not valid SQL (write a boolean SQL expression, e.g. "
+             '"length(prompt) > 0")')
+    root = mini(tmp_path / "p", "models:\n  - name: m\n    columns:\n      - name: id\n        tests:\n"
+                                "          - expression: {expression: \"id <\"}\n")
+    rr = Project.load(root).run()
+    assert rr.node("m")["status"] == "failed"
+    assert rr.node("m")["message"] == error
+    res = cli(root, "test")
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: {error}"
+    assert "Traceback" not in res.stderr
 
 
 def test_missing_column(tmp_path):
