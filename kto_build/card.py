@@ -153,7 +153,8 @@ def render(project: Project, node: ExportNode, stats: dict, columns: dict[str, s
     meta: dict[str, Any] = {}
     if cfg.get("license"):
         meta["license"] = str(cfg["license"])
-    meta["pretty_name"] = node.pretty_name or f"{project.name} {node.name}"
+    same = project.name == node.name
+    meta["pretty_name"] = node.pretty_name or (node.name if same else f"{project.name} {node.name}")
     meta["size_categories"] = [size_category(rows)]
     meta["task_categories"] = ["text-generation"]
     meta["tags"] = tags
@@ -164,7 +165,7 @@ def render(project: Project, node: ExportNode, stats: dict, columns: dict[str, s
 
 def body(project: Project, node: ExportNode, stats: dict, columns: dict[str, str]) -> str:
     cfg = project.config
-    title = node.pretty_name or f"{project.name}: {node.name}"
+    title = node.pretty_name or (node.name if project.name == node.name else f"{project.name}: {node.name}")
     lines = [f"# {title}", ""]
     desc = node.description or cfg.get("description") or ""
     if desc:
