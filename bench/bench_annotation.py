@@ -29,8 +29,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,70 +36,37 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
-
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SERVER_PY = REPO / ".cache" / "argilla-server-venv" / "bin" / "python"
-LAUNCH = REPO / "scripts" / "argilla_server" / "launch.py"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts" / "argilla_server"))
+import services  # noqa: E402 - scripts/argilla_server/services.py
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait(check, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start")
-
-
 class Services:
+    """redis-server and argilla-server for one benchmark run (scripts/argilla_server/services.py)."""
+
     def __init__(self, work: Path):
         self.work = work
         self.procs: list[subprocess.Popen] = []
         self.key = "owner.key." + uuid.uuid4().hex[:12]
 
     def start(self) -> str:
-        if not SERVER_PY.exists():
-            subprocess.run(["bash", str(REPO / "scripts" / "install-test-services.sh")], check=True)
-        rport = free_port()
-        self.procs.append(subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save",
-                                            "", "--appendonly", "no"], stdout=subprocess.DEVNULL))
-        redis = f"redis://127.0.0.1:{rport}/0"
-        home = self.work / "argilla"
-        base = [str(SERVER_PY), str(LAUNCH), "--home", str(home), "--redis-url", redis]
-        subprocess.run([*base, "setup", "--owner-key", self.key, "--annotator", f"ada:ada.key.{uuid.uuid4().hex[:8]}:"
-                        "haiku", "--annotator", f"bob:bob.key.{uuid.uuid4().hex[:8]}:haiku"], check=True,
-                       capture_output=True)
-        port = free_port()
-        self.procs.append(subprocess.Popen([*base, "serve", "--port", str(port)], stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL))
-        url = f"http://127.0.0.1:{port}"
-        wait(lambda: httpx.get(f"{url}/api/v1/status", timeout=1).status_code == 200, 90, "argilla-server")
+        self.work.mkdir(parents=True, exist_ok=True)
+        proc, redis = services.start_redis(self.work / "redis.log")
+        self.procs.append(proc)
+        annotators = {name: f"{name}.key.{uuid.uuid4().hex[:8]}" for name in ("ada", "bob")}
+        proc, url = services.start_argilla(self.work / "argilla", redis, self.key, annotators, "haiku")
+        self.procs.append(proc)
         return url
 
     def stop(self):
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            services.stop(p)
 
 
 def make_project(root: Path, n: int, dataset: str) -> None:

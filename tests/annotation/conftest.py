@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,65 +21,20 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER_VENV = REPO / ".cache" / "argilla-server-venv"
-SERVER_PY = SERVER_VENV / "bin" / "python"
-LAUNCH = REPO / "scripts" / "argilla_server" / "launch.py"
+sys.path.insert(0, str(REPO / "scripts" / "argilla_server"))
+from services import free_port, start_argilla, start_redis, stop, wait_for  # noqa: E402,F401 - re-exported to tests
+
 KTO = str(Path(sys.executable).with_name("kto-build"))
 OWNER_KEY = "owner.key." + uuid.uuid4().hex[:12]
 WORKSPACE = "haiku"
 ANNOTATORS = {"ada": "ada.key." + uuid.uuid4().hex[:12], "bob": "bob.key." + uuid.uuid4().hex[:12]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, seconds: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}: {log.read_text()[-3000:] if log else ''}")
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start in {seconds}s: {log.read_text()[-3000:] if log else ''}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        subprocess.run(["bash", str(REPO / "scripts" / "install-test-services.sh")], check=True)
-        exe = shutil.which("redis-server")
-    port = free_port()
-    log = tmp_path_factory.mktemp("redis") / "redis.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                stdout=fh, stderr=subprocess.STDOUT)
-
-    def ping():
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-
+    proc, url = start_redis(tmp_path_factory.mktemp("redis") / "redis.log")
     try:
-        wait_for(ping, 15, "redis-server", proc, log)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url
     finally:
         stop(proc)
 
@@ -142,22 +93,9 @@ class ArgillaServer:
 
 @pytest.fixture(scope="session")
 def argilla(redis_url, tmp_path_factory):
-    if not SERVER_PY.exists() or not (SERVER_VENV / ".argilla-server-2.8.0").exists():
-        subprocess.run(["bash", str(REPO / "scripts" / "install-test-services.sh")], check=True)
     home = tmp_path_factory.mktemp("argilla")
-    base = [str(SERVER_PY), str(LAUNCH), "--home", str(home), "--redis-url", redis_url]
-    setup = [*base, "setup", "--owner-key", OWNER_KEY]
-    for name, key in ANNOTATORS.items():
-        setup += ["--annotator", f"{name}:{key}:{WORKSPACE}"]
-    subprocess.run(setup, check=True, capture_output=True, timeout=180)
-    port = free_port()
-    log = home / "server.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([*base, "serve", "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_argilla(home, redis_url, OWNER_KEY, ANNOTATORS, WORKSPACE)
     try:
-        wait_for(lambda: httpx.get(f"{url}/api/v1/status", timeout=1).status_code == 200, 90, "argilla-server",
-                 proc, log)
         yield ArgillaServer(url, OWNER_KEY, ANNOTATORS, home)
     finally:
         stop(proc)
