@@ -46,7 +46,9 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except KtoBuildError as exc:
-            click.echo(f"error: {exc.one_line()}", err=True)
+            from .redact import redact
+
+            click.echo(f"error: {redact(exc.one_line())}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished batches and nodes are kept; rerun to resume", err=True)
@@ -63,9 +65,13 @@ def _parse_vars(value: str | None) -> dict:
     try:
         data = yaml.safe_load(value)
     except yaml.YAMLError as exc:
-        raise click.BadParameter(f"not YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not YAML"
+        raise KtoBuildError(f"--vars {value!r} is not valid YAML{where}: {problem}",
+                            hint="write a mapping such as --vars '{min_agreement: 0.6}'") from None
     if not isinstance(data, dict):
-        raise click.BadParameter("expected a mapping such as '{min_annotators: 3}'")
+        raise KtoBuildError(f"--vars {value!r} is not a mapping", hint="write --vars '{min_annotators: 3}'")
     return data
 
 
@@ -79,7 +85,12 @@ def _parse_vars(value: str | None) -> dict:
 @click.pass_context
 def cli(ctx, project_dir, target, vars_):
     """Declarative builds for KTO / DPO preference datasets."""
-    ctx.obj = {"project_dir": project_dir, "target": target, "vars": _parse_vars(vars_)}
+    try:
+        parsed = _parse_vars(vars_)
+    except KtoBuildError as exc:
+        click.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(2)
+    ctx.obj = {"project_dir": project_dir, "target": target, "vars": parsed}
 
 
 select_opt = click.option("--select", "-s", multiple=True,
@@ -134,6 +145,9 @@ def run(obj, target, vars_, select, exclude, full_refresh, offline):
     rr = project.run(select, exclude, full_refresh=full_refresh, offline=offline, reporter=EchoReporter(total))
     built, skipped, failed = rr.count("built"), rr.count("skipped"), rr.count("failed")
     line = f"Done in {rr.seconds:.2f}s: {built} built, {skipped} skipped, {failed} failed."
+    calls_ok, calls_failed = rr.calls()
+    if calls_ok or calls_failed:
+        line += f" LLM calls: {calls_ok} ok, {calls_failed} failed."
     click.echo(click.style(line, fg="red" if failed else "green"))
     for n in rr.nodes:
         if n["status"] == "failed":

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import KtoBuildError
+from .redact import redact
 from .sql import fingerprint as hash_parts
 from .state import SCHEMA, NodeState, read_states, relations, utcnow, write_state
 
@@ -150,9 +151,16 @@ class RunResults:
     seconds: float
     nodes: list[dict]
 
+    interrupted: bool = False
+
     @property
     def ok(self) -> bool:
-        return not any(n["status"] == "failed" for n in self.nodes)
+        return not self.interrupted and not any(n["status"] == "failed" for n in self.nodes)
+
+    def calls(self) -> tuple[int, int]:
+        """LLM calls of this run: (ok, failed), summed over the nodes that made any."""
+        ex = [n.get("extra") or {} for n in self.nodes]
+        return sum(e.get("calls_ok", 0) for e in ex), sum(e.get("calls_failed", 0) for e in ex)
 
     def count(self, status: str) -> int:
         return sum(1 for n in self.nodes if n["status"] == status)
@@ -163,7 +171,8 @@ class RunResults:
     def to_json(self) -> dict:
         return {"metadata": {"kto_build_version": __version__, "run_id": self.run_id, "target": self.target,
                              "generated_at": self.started_at},
-                "elapsed_seconds": round(self.seconds, 4), "success": self.ok, "nodes": self.nodes}
+                "elapsed_seconds": round(self.seconds, 4), "success": self.ok, "interrupted": self.interrupted,
+                "calls": dict(zip(("ok", "failed"), self.calls(), strict=True)), "nodes": self.nodes}
 
 
 # --------------------------------------------------------------------- runner
@@ -256,6 +265,7 @@ class Runner:
         t0 = time.monotonic()
         names = self.project.graph.select(select, exclude)
         results: list[dict] = []
+        rr = None
         with self.db.writer_lock():
             states, rels = self._snapshot(write=True)
             self._rels = rels
@@ -264,10 +274,18 @@ class Runner:
                 for name in names:
                     node = self.project.nodes[name]
                     if node.short:
+                        self.db.let_readers_in()  # at least once a second between nodes
                         self.db.hold()
                     else:
                         self.db.release()
-                    res = self._run_one(node, states, rels, bad, full_refresh, offline)
+                    try:
+                        res = self._run_one(node, states, rels, bad, full_refresh, offline)
+                    except KeyboardInterrupt:  # what ran is committed; say so in run_results.json too
+                        results.append({"name": name, "kind": node.kind, "status": "interrupted", "rows": None,
+                                        "seconds": 0.0, "message": "interrupted (Ctrl+C)", "reason": ""})
+                        rr = RunResults(run_id, self.project.target, started_wall.isoformat(),
+                                        time.monotonic() - t0, results, interrupted=True)
+                        raise
                     results.append(res)
                     if res["status"] == "failed" or res.get("blocked_by"):
                         bad[name] = res.get("blocked_by") or name
@@ -279,6 +297,8 @@ class Runner:
                     self._log_run(rr, started_wall)
             finally:
                 self.db.release()
+                if rr is not None and rr.interrupted:
+                    self.write_artifacts(rr)
         self.write_artifacts(rr)
         return rr
 
@@ -321,6 +341,10 @@ class Runner:
                 run_model_tests(ctx, node, out)
         except KtoBuildError as exc:
             out.update(status="failed", message=exc.one_line())
+            partial = getattr(exc, "result", None)  # committed, but failed by policy (e.g. failed LLM calls)
+            if partial is not None and ctx.saved is not None:
+                states[node.name] = ctx.saved
+                out.update(rows=partial.rows, warnings=list(partial.warnings), extra=partial.extra)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # an unexpected error: one line here, the traceback in the log file
@@ -329,6 +353,9 @@ class Runner:
             out.update(status="failed", message=f"{node.path}:{node.line}: {type(exc).__name__}: {first} "
                                                 f"(traceback in {self._log_file_display()})")
         out["seconds"] = round(time.monotonic() - t, 4)
+        out["message"] = redact(out.get("message"))
+        if out.get("warnings"):
+            out["warnings"] = [redact(w) for w in out["warnings"]]
         self.reporter.node_end(out)
         return out
 

@@ -13,6 +13,8 @@ import contextlib
 import fcntl
 import json
 import os
+import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +27,29 @@ import duckdb
 from .errors import KtoBuildError, LockError
 
 SCHEMA = "_kto_build"
+#: longest a run keeps its shared write connection before it lets readers in (between two nodes)
+HOLD_SECONDS = 1.0
+_HOLDER = re.compile(r"Conflicting lock is held in (\S+) \(PID (\d+)\)")
+
+
+class DatabaseBusyError(KtoBuildError):
+    """Another process has the DuckDB file open (a reader's shell, a notebook, a writer)."""
+
+    def __init__(self, display: str, duckdb_message: str):
+        m = _HOLDER.search(duckdb_message)
+        self.program, self.pid = (os.path.basename(m.group(1)), int(m.group(2))) if m else (None, None)
+        self.reader = "read-only mode" in duckdb_message  # DuckDB adds "you would be able to open ... read-only"
+        super().__init__(f"cannot open {display}: {self.holder_text()}",
+                         hint="close that duckdb shell or notebook connection, or open it with read_only=True "
+                              "and close it between queries")
+
+    def holder_text(self) -> str:
+        who = f"{self.program} (pid {self.pid})" if self.pid else "another process"
+        return f"{who} holds the file {'as a reader' if self.reader else 'open for writing'}"
+
+
+class CorruptDatabaseError(KtoBuildError):
+    """The file is not a readable DuckDB database."""
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -92,7 +117,10 @@ class Database:
         self.display = display or str(path)
         self.variables = dict(variables or {})
         self._held: duckdb.DuckDBPyConnection | None = None
+        self._held_since = 0.0
         self._holding = False
+        #: called once when a read-only open has waited a second for a run (the CLI prints it)
+        self.on_wait = None
 
     # ------------------------------------------------------------------ locks
     @property
@@ -133,6 +161,24 @@ class Database:
         """
         self._holding = True  # opened by the first connect(), so skipped nodes open nothing
 
+    def let_readers_in(self) -> None:
+        """Between nodes: close the shared connection if it was held for HOLD_SECONDS, so readers get in.
+
+        A reader waiting for the file announces itself with a ``<db>.readers/<pid>`` file; then the run
+        waits (up to 2 s) until that reader has opened the file before it reopens its own connection.
+        """
+        if self._held is None or time.monotonic() - self._held_since < HOLD_SECONDS:
+            return
+        self.release()
+        wanting = self.readers_dir
+        deadline = time.monotonic() + 2.0
+        while wanting.is_dir() and any(wanting.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    @property
+    def readers_dir(self) -> Path:
+        return self.path.with_name(self.path.name + ".readers")
+
     def release(self) -> None:
         self._holding = False
         if self._held is not None:
@@ -149,6 +195,7 @@ class Database:
         """
         if self._held is None and self._holding and not read_only:
             self._held = self._open(read_only=False, retries=retries)
+            self._held_since = time.monotonic()
         if self._held is not None:
             yield self._held
             return
@@ -161,19 +208,18 @@ class Database:
     def _open(self, read_only: bool, retries: float) -> duckdb.DuckDBPyConnection:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + retries
-        while True:
-            try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise KtoBuildError(
-                        f"cannot open {self.display}: another process has it open for writing "
-                        "(close your duckdb shell or notebook connection and retry)"
-                        if "lock" in str(exc).lower() else f"cannot open {self.display}: {exc}"
-                    ) from None
-                time.sleep(0.05)
+        if read_only:
+            con = open_reader(self.path, self.display, on_wait=self.on_wait)
+        else:
+            deadline = time.monotonic() + retries
+            while True:
+                try:
+                    con = _connect(self.path, self.display, read_only=False)
+                    break
+                except DatabaseBusyError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         for name, value in self.variables.items():
             con.execute(f"SET VARIABLE {name} = {sql_literal(value)}")
         return con
@@ -227,3 +273,64 @@ def write_state(con: duckdb.DuckDBPyConnection, st: NodeState) -> None:
         [st.name, st.kind, st.fingerprint, st.data_version, json.dumps(st.inputs, sort_keys=True), st.rows,
          st.built_at, st.seconds, json.dumps(st.extra, sort_keys=True, default=str)],
     )
+
+
+def _connect(path: Path, display: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect with its failures as one line: DatabaseBusyError, CorruptDatabaseError or KtoBuildError."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise DatabaseBusyError(display, str(exc)) from None
+        if not path.exists() or "does not exist" in str(exc) or "ermission" in str(exc):
+            raise KtoBuildError(f"cannot open {display}: {str(exc).splitlines()[0]}") from None
+        raise _damaged(display, exc) from None
+    except (duckdb.SerializationException, duckdb.InternalException, duckdb.InvalidInputException,
+            duckdb.CatalogException) as exc:
+        raise _damaged(display, exc) from None
+
+
+def _damaged(display: str, exc: BaseException) -> KtoBuildError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return CorruptDatabaseError(f"{display} is damaged or not a DuckDB database ({first}); kto-build did not modify "
+                           "it", hint="restore it from a copy, or move it away and run again to rebuild "
+                                      "(generations and annotations stored in it are then lost)")
+
+
+def open_reader(path: str | Path, display: str | None = None, timeout: float = 600.0,
+                on_wait=None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection, waiting for a run to release the file (it does at least every second).
+
+    While it waits, a ``<db>.readers/<pid>`` file asks the run to let it in. After one second it says once
+    "waiting for the run to release the database" (through ``on_wait``, default: stderr); after
+    ``timeout`` seconds it fails with one line naming the holder.
+    """
+    path = Path(path)
+    display = display or str(path)
+    started = time.monotonic()
+    said, flag = False, None
+    try:
+        while True:
+            try:
+                return _connect(path, display, read_only=True)
+            except DatabaseBusyError:
+                if flag is None:
+                    flag = path.with_name(path.name + ".readers") / str(os.getpid())
+                    with contextlib.suppress(OSError):
+                        flag.parent.mkdir(exist_ok=True)
+                        flag.touch()
+                waited = time.monotonic() - started
+                if waited >= 1.0 and not said:
+                    said = True
+                    (on_wait or _say_waiting)(f"waiting for the run to release the database {display}")
+                if waited > timeout:
+                    raise
+                time.sleep(0.01)
+    finally:
+        if flag is not None:
+            with contextlib.suppress(OSError):
+                flag.unlink()
+
+
+def _say_waiting(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

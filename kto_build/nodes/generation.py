@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import KtoBuildError, did_you_mean
+from ..redact import redact, register
 from ..sql import fingerprint as hash_parts
 from ..sql import quote
-from ..state import SCHEMA, utcnow
+from ..state import SCHEMA, DatabaseBusyError, utcnow
 from ..yamlio import ANY, BOOL, INT, NUM, STR, Dict, List, Map, OneOf, YMap
 from .base import Node, NodeResult
 
@@ -77,6 +78,8 @@ TRANSPORT_PARAMS = frozenset({
 })
 #: params that name the model; without one of them, ``base_url`` names it and joins the cache key
 MODEL_PARAMS = frozenset({"model", "model_id", "model_path", "endpoint_name", "repo_id", "deployment_name"})
+#: seconds one LLM call may take before it counts as failed (and is retried); a model's ``timeout:`` overrides it
+DEFAULT_TIMEOUT = 120.0
 SECRET_PARAMS = frozenset({"api_key", "token", "hf_token", "api_token", "access_token", "secret", "password"})
 
 MODEL_SPEC = Map(
@@ -151,6 +154,7 @@ class GenerationNode(Node):
     backoff: float = 1.0
     max_backoff: float = 30.0
     max_consecutive_failures: int = 20
+    max_failed_fraction: float = 0.0
     key_lines: dict = field(default_factory=dict)
 
     kind: ClassVar[str] = "generation"
@@ -167,6 +171,7 @@ class GenerationNode(Node):
             "backoff": NUM,
             "max_backoff": NUM,
             "max_consecutive_failures": INT,
+            "max_failed_fraction": NUM,
             "description": STR,
             "tags": OneOf(STR, List(STR)),
             "enabled": BOOL,
@@ -213,7 +218,8 @@ class GenerationNode(Node):
             models.append(ModelEntry(name=m["name"], llm=llm, params=_plain(params),
                                      generation=_plain(dict(m.get("generation") or {})),
                                      api_key_env=m.get("api_key_env"), concurrency=m.get("concurrency"),
-                                     retries=m.get("retries", 4), timeout=m.get("timeout"), cfg=m))
+                                     retries=m.get("retries", 4), timeout=m.get("timeout", DEFAULT_TIMEOUT),
+                                     cfg=m))
         by_fp: dict[str, ModelEntry] = {}
         for m in models:
             if m.fingerprint in by_fp:
@@ -227,6 +233,10 @@ class GenerationNode(Node):
         n = cfg.get("num_generations", 1)
         if n < 1:
             raise KtoBuildError("'num_generations' must be at least 1", path, cfg.line_of("num_generations"))
+        frac = cfg.get("max_failed_fraction", 0.0)
+        if not 0 <= frac <= 1:
+            raise KtoBuildError("'max_failed_fraction' must be between 0 and 1", path,
+                                cfg.line_of("max_failed_fraction"), hint="0.05 tolerates 5% failed generations")
         tags = cfg.get("tags", [])
         node = cls(name=name, path=path, line=cfg.line, depends_on=[cfg["prompts"].lower()], config=dict(cfg),
                    description=cfg.get("description", ""), tags=[tags] if isinstance(tags, str) else list(tags),
@@ -235,6 +245,7 @@ class GenerationNode(Node):
                    commit_seconds=float(cfg.get("commit_seconds", 5.0)), backoff=float(cfg.get("backoff", 1.0)),
                    max_backoff=float(cfg.get("max_backoff", 30.0)),
                    max_consecutive_failures=max(1, cfg.get("max_consecutive_failures", 20)),
+                   max_failed_fraction=float(frac),
                    key_lines=dict(getattr(cfg, "key_lines", {})))
         node.network = not all(m.llm in LOCAL_LLMS for m in models)
         return node
@@ -374,8 +385,18 @@ class GenerationNode(Node):
                             f"they are kept as status 'failed' and retried on the next run")
         if missing:
             warnings.append(f"{missing} generation{'s' if missing != 1 else ''} not made (rerun to continue)")
-        return NodeResult(rows=rows, message=msg, warnings=warnings,
-                          extra={"calls": stats.calls, "generated": stats.ok, "failed": failed, "cached": cached})
+        extra = {"calls": stats.calls, "calls_ok": stats.ok, "calls_failed": stats.failed, "generated": stats.ok,
+                 "failed": failed, "missing": missing, "cached": cached}
+        bad = failed + missing
+        if bad and bad > self.max_failed_fraction * len(keys):
+            extra["over_failure_limit"] = True
+            warnings = [redact(w) for w in warnings]
+            raise _TooManyFailuresError(
+                f"{bad} of {len(keys)} generations failed or missing (max_failed_fraction "
+                f"{self.max_failed_fraction:g}); the table keeps the {rows - failed} good ones and the next run "
+                f"retries the rest", self.path, self._line("max_failed_fraction"),
+                result=NodeResult(rows=rows, message=redact(msg), warnings=warnings, extra=extra))
+        return NodeResult(rows=rows, message=msg, warnings=[redact(w) for w in warnings], extra=extra)
 
     def _build_table(self, con, keys: list[Work]) -> tuple[int, int, str]:
         import pyarrow as pa  # lazy; installed with datasets/duckdb arrow support
@@ -417,6 +438,7 @@ class GenerationNode(Node):
                                         "reads its API key from it)", self.path, m.line("api_key_env"),
                                         hint=f"export {m.api_key_env}=...")
                 keys[m.name] = value
+                register(value)
         from ..adapters import distilabel_llm as dl  # ~2 s: only once there is work and the keys are there
 
         llms = {}
@@ -456,45 +478,10 @@ class GenerationNode(Node):
 
     async def _agenerate(self, ctx: NodeContext, by_model: dict[str, list[Work]], llms: dict, dl) -> _Stats:
         stats = _Stats()
-        buffer: list[tuple] = []
-        flush_now = asyncio.Event()
-        room = asyncio.Event()  # set after each flush: workers wait for it when 2 batches are uncommitted
-        done = False
+        buf = _Buffer(self, ctx, stats)
         total = sum(len(v) for v in by_model.values())
         t_start = time.monotonic()
-
-        def commit(rows: list[tuple]) -> None:
-            placeholders = "(" + ", ".join("?" for _ in NAMES) + ")"
-            with ctx.transaction() as tx:
-                tx.con.execute(CACHE_DDL)
-                for i in range(0, len(rows), 500):
-                    chunk = rows[i:i + 500]
-                    tx.con.execute(f"INSERT OR REPLACE INTO {CACHE} ({', '.join(NAMES)}) VALUES "
-                                   + ", ".join(placeholders for _ in chunk), [v for r in chunk for v in r])
-
-        async def flusher() -> None:
-            last_error = None
-            while True:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(flush_now.wait(), self.commit_seconds)
-                flush_now.clear()
-                if buffer:
-                    rows = list(buffer)
-                    del buffer[:len(rows)]
-                    try:
-                        await asyncio.to_thread(commit, rows)
-                        stats.batches += 1
-                    except KtoBuildError as exc:  # the file is busy (a user's shell): keep the rows, try again
-                        buffer[:0] = rows
-                        if str(exc) != last_error:
-                            stats.warnings.append(f"a batch waited: {exc}")
-                            last_error = str(exc)
-                        if done:
-                            raise
-                    finally:
-                        room.set()
-                if done and not buffer:
-                    return
+        in_flight: dict[int, float] = {}  # id(work) -> start of the call
 
         async def attempt(w: Work, llm) -> tuple:
             m = w.model
@@ -520,36 +507,34 @@ class GenerationNode(Node):
                     await asyncio.sleep(delay)
 
         with ctx.reporter.progress(f"{self.name}", total) as bar:
+            buf.bar = bar
 
             async def worker(name: str, queue: list[Work], llm, state: dict) -> None:
-                while queue and not state["stopped"]:
+                while queue and not state["stopped"] and not flush_task.done():
+                    # back-pressure: no new call while two batches wait for the database
+                    await buf.room_for_more(flush_task)
+                    if not queue or flush_task.done():
+                        return
                     w = queue.pop()
-                    row = await attempt(w, llm)
-                    stats.calls += 1
-                    if row[NAMES.index("status")] == "ok":
-                        stats.ok += 1
-                        stats.output_tokens += row[NAMES.index("output_tokens")] or 0
-                        state["fails"] = 0
-                    else:
-                        stats.failed += 1
-                        stats.first_error = stats.first_error or row[NAMES.index("error")]
-                        state["fails"] += 1
-                        if state["fails"] >= self.max_consecutive_failures and not state["stopped"]:
-                            state["stopped"] = True
-                            stats.warnings.append(
-                                f"stopped calling '{name}' after {state['fails']} failures in a row: "
-                                f"{row[NAMES.index('error')]}")
-                    buffer.append(row)
+                    in_flight[id(w)] = time.monotonic()
+                    try:
+                        row = await attempt(w, llm)
+                    finally:
+                        in_flight.pop(id(w), None)
+                    self._count(stats, state, name, row)
+                    buf.add(row)
                     bar.advance(1)
-                    if len(buffer) >= self.batch_size:
-                        flush_now.set()
-                    # back-pressure: never more than two batches' worth of answers only in memory
-                    while len(buffer) >= 2 * self.batch_size and not flush_task.done():
-                        room.clear()
-                        flush_now.set()
-                        await room.wait()
 
-            flush_task = asyncio.create_task(flusher())
+            async def ticker() -> None:  # the progress line names calls that wait long
+                while True:
+                    await asyncio.sleep(1.0)
+                    now = time.monotonic()
+                    slow = [now - t for t in in_flight.values() if now - t >= 5]
+                    extra = f" ({len(slow)} calls waiting, longest {max(slow):.0f}s)" if slow else ""
+                    bar.update(description=f"{self.name}{buf.note or extra}")
+
+            flush_task = asyncio.create_task(buf.flusher())
+            tick_task = asyncio.create_task(ticker())
             workers: list[asyncio.Task] = []
             try:
                 for name, items in by_model.items():
@@ -561,19 +546,130 @@ class GenerationNode(Node):
                     workers += [asyncio.create_task(worker(name, queue, llm, state)) for _ in range(conc)]
                 await asyncio.gather(*workers)
                 stats.seconds = time.monotonic() - t_start
-                done = True
-                flush_now.set()
+                buf.done = True
+                buf.flush_now.set()
                 await flush_task
             except BaseException:
                 # Ctrl-C / cancellation / an unexpected error: keep what finished
                 for t in [*workers, flush_task]:
                     t.cancel()
-                if buffer:
-                    with contextlib.suppress(Exception):
-                        commit(list(buffer))
-                        buffer.clear()
+                buf.last_chance()
                 raise
+            finally:
+                tick_task.cancel()
         return stats
+
+    def _count(self, stats: _Stats, state: dict, name: str, row: tuple) -> None:
+        stats.calls += 1
+        if row[NAMES.index("status")] == "ok":
+            stats.ok += 1
+            stats.output_tokens += row[NAMES.index("output_tokens")] or 0
+            state["fails"] = 0
+            return
+        stats.failed += 1
+        stats.first_error = stats.first_error or row[NAMES.index("error")]
+        state["fails"] += 1
+        if state["fails"] >= self.max_consecutive_failures and not state["stopped"]:
+            state["stopped"] = True
+            stats.warnings.append(f"stopped calling '{name}' after {state['fails']} failures in a row: "
+                                  f"{row[NAMES.index('error')]}")
+
+
+class _Buffer:
+    """Finished rows waiting for their batch commit; a row leaves memory only once committed.
+
+    A commit that cannot get the file (a reader such as a duckdb shell holds it) keeps its rows, says so
+    in one line (naming the pid when DuckDB does), and tries again with backoff; workers stop issuing new
+    calls while two batches wait.
+    """
+
+    def __init__(self, node: GenerationNode, ctx: NodeContext, stats: _Stats):
+        self.node, self.ctx, self.stats = node, ctx, stats
+        self.rows: list[tuple] = []
+        self.flush_now = asyncio.Event()
+        self.room = asyncio.Event()
+        self.done = False
+        self.note = ""  # shown in the progress line while the database is busy
+        self.bar = None
+
+    def add(self, row: tuple) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.node.batch_size:
+            self.flush_now.set()
+
+    async def room_for_more(self, flush_task: asyncio.Task) -> None:
+        while len(self.rows) >= 2 * self.node.batch_size and not flush_task.done():
+            self.room.clear()
+            self.flush_now.set()
+            await self.room.wait()
+
+    def commit(self, rows: list[tuple], retries: float = 0.2) -> None:
+        placeholders = "(" + ", ".join("?" for _ in NAMES) + ")"
+        with self.ctx.db.connect(retries=retries) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(CACHE_DDL)
+                for i in range(0, len(rows), 500):
+                    chunk = rows[i:i + 500]
+                    con.execute(f"INSERT OR REPLACE INTO {CACHE} ({', '.join(NAMES)}) VALUES "
+                                + ", ".join(placeholders for _ in chunk), [v for r in chunk for v in r])
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
+                raise
+
+    async def flusher(self) -> None:
+        delay, waiting_since = 0.05, None
+        while True:
+            if not self.done and waiting_since is None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.flush_now.wait(), self.node.commit_seconds)
+            self.flush_now.clear()
+            if self.rows:
+                n = len(self.rows)
+                try:
+                    await asyncio.to_thread(self.commit, self.rows[:n])
+                except DatabaseBusyError as exc:
+                    if waiting_since is None:
+                        waiting_since = time.monotonic()
+                        line = (f"{n} finished generation{'s' if n != 1 else ''} wait for the database: "
+                                f"{exc.holder_text()}; they stay in memory and are committed as soon as it "
+                                "is closed")
+                        self.ctx.reporter.warn(line)
+                        self.stats.warnings.append(line)
+                        self.note = f" (waiting for the database: {exc.holder_text()})"
+                    await asyncio.sleep(delay)
+                    delay = min(2.0, delay * 2)
+                    continue
+                del self.rows[:n]
+                self.stats.batches += 1
+                if waiting_since is not None:
+                    self.ctx.reporter.info(f"database free again after {time.monotonic() - waiting_since:.1f}s: "
+                                           f"{n} generations committed")
+                delay, waiting_since, self.note = 0.05, None, ""
+                self.room.set()
+            if self.done and not self.rows:
+                return
+
+    def last_chance(self) -> None:
+        """On interruption: commit what finished (waiting a few seconds for a reader), or say what is lost."""
+        if not self.rows:
+            return
+        try:
+            self.commit(list(self.rows), retries=5.0)
+            self.rows.clear()
+        except Exception as exc:
+            self.ctx.reporter.warn(f"{len(self.rows)} finished generations could not be stored ({exc}); "
+                                   "the next run makes these calls again")
+
+
+class _TooManyFailuresError(KtoBuildError):
+    """The table and state are committed, but too many calls failed: the node (and the run) fails."""
+
+    def __init__(self, message, path, line, result: NodeResult):
+        super().__init__(message, path, line)
+        self.result = result
 
 
 @dataclass
@@ -595,7 +691,7 @@ def _row(node: GenerationNode, w: Work, text, status, error, tin, tout, latency_
         "generation_id": w.generation_id, "prompt_id": w.prompt_id, "prompt": w.prompt,
         "system_prompt": node.system_prompt, "generator": node.name, "model_name": m.name,
         "model_fingerprint": m.fingerprint, "sample_index": w.sample_index, "completion": text, "status": status,
-        "error": error, "generation_kwargs": m.kwargs_json, "input_tokens": tin,
+        "error": redact(error), "generation_kwargs": m.kwargs_json, "input_tokens": tin,
         "output_tokens": tout, "latency_ms": round(latency_ms, 3), "created_at": utcnow(),
     }
     return tuple(values[c] for c in NAMES)

@@ -114,7 +114,8 @@ def test_settings_change_generates_anew_and_keeps_old_rows(gproj, llm_server):
 def test_failures_are_retried_recorded_and_retried_next_run(gproj, llm_server):
     gproj.prompts([f"Write a haiku about thing number {i}." for i in range(12)]
                   + ["BROKEN prompt one", "BROKEN prompt two", "EMPTY answer please", "REFUSED request"])
-    gproj.generator(models=gproj.model_entry(extra="retries: 2"))
+    gproj.generator(models=gproj.model_entry(extra="retries: 2"),
+                    settings="batch_size: 10\nbackoff: 0.01\nmax_failed_fraction: 0.25")
     llm_server.configure(fail_marker="BROKEN", empty_marker="EMPTY", bad_request_marker="REFUSED")
     rr = gproj.run()
     gens = node(rr)
@@ -300,7 +301,7 @@ def test_inference_endpoints_llm_swallowed_errors_are_recorded(gproj, llm_server
     gproj.generator(models=entry)
     llm_server.configure(fail_marker="BROKEN", bad_request_marker="REFUSED")
     rr = gproj.run()
-    assert rr.node("gens")["status"] == "built"
+    assert rr.node("gens")["status"] == "failed" and rr.node("gens")["extra"]["calls_failed"] == 2
     rows = {r[0]: r[1:] for r in gproj.query("SELECT prompt, status, completion, error FROM gens")}
     assert rows["Write a haiku about tea."][0] == "ok" and rows["Write a haiku about tea."][1].startswith("a haiku")
     status, completion, error = rows["BROKEN prompt"]
