@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -82,8 +83,10 @@ def test_user_shell_holding_the_file(proj):
         res = subprocess.run([sys.executable, "-m", "kto_build.cli", "--project-dir", str(proj.root), "run"],
                              capture_output=True, text=True, timeout=60)
         assert res.returncode == 2
-        assert res.stderr.strip() == ("error: cannot open target/kto_build.duckdb: another process has it open "
-                                      "for writing (close your duckdb shell or notebook connection and retry)")
+        exe = os.path.basename(os.path.realpath(sys.executable))
+        assert res.stderr.strip() == (f"error: cannot open target/kto_build.duckdb: {exe} (pid {holder.pid}) "
+                                      "holds the file open for writing (close that duckdb shell or notebook "
+                                      "connection, or open it with read_only=True and close it between queries)")
     finally:
         holder.kill()
         holder.wait()
