@@ -114,6 +114,7 @@ class Project:
         return project
 
     def _add(self, node: Node, where: tuple[str, int]) -> None:
+        _refuse_reserved(node, self.nodes, where)
         if node.name in self.nodes:
             other = self.nodes[node.name]
             raise KtoBuildError(f"'{node.name}' is defined twice (also a {other.kind} at {other.path}:{other.line})",
@@ -197,6 +198,16 @@ class Project:
         cache.save({str(f.relative_to(self.root)) for f in sql_files})
         self._check_references()
 
+    def _sources_hint(self) -> str | None:
+        """Why no source, generator or annotation is defined, when sources.yml is missing or empty."""
+        f = self.root / "sources.yml"
+        if not f.exists():
+            return "there is no sources.yml defining prompts, generators or annotations"
+        text = f.read_text(encoding="utf-8", errors="replace")
+        if not any(ln.strip() and not ln.lstrip().startswith("#") for ln in text.splitlines()):
+            return "sources.yml is empty: define 'prompts:', 'generators:' or 'annotations:' there"
+        return None
+
     def _check_references(self) -> None:
         known = set(self.nodes)
         aliases = {a for n in self.nodes.values() for a in getattr(n, "aliases", ())}
@@ -206,6 +217,8 @@ class Project:
             for ref in node.references:
                 if ref.name not in known and ref.name not in aliases:
                     hint = did_you_mean(ref.name, known) or "known: " + ", ".join(sorted(known))
+                    if not any(n.kind != "model" for n in self.nodes.values()):
+                        hint = self._sources_hint() or hint
                     raise KtoBuildError(f"unknown table '{ref.name}'", node.path, ref.line, ref.col, hint=hint)
         from .checks import compile_tests
 
@@ -313,3 +326,21 @@ class Project:
 
 
 __all__ = ["KINDS", "Project"]
+
+
+def _refuse_reserved(node: Node, nodes: dict, where: tuple[str, int]) -> None:
+    """Names kto-build creates itself (its ``_kto_build`` schema, an annotation's ``<name>_latest`` view)."""
+    name = node.name.lower()
+    if name.startswith("_kto_"):
+        raise KtoBuildError(f"'{node.name}' is a name kto-build reserves for its own tables", *where,
+                            hint="names starting with '_kto_' are kto-build's; rename it")
+    for other in nodes.values():
+        if name in (a.lower() for a in getattr(other, "aliases", ())):
+            raise KtoBuildError(f"'{node.name}' is the view kto-build creates for {other.kind} '{other.name}' "
+                                f"({other.path}:{other.line})", *where, hint="rename it")
+    for alias in getattr(node, "aliases", ()):
+        if alias.lower() in nodes:
+            other = nodes[alias.lower()]
+            raise KtoBuildError(f"{node.kind} '{node.name}' creates the view '{alias}', which {other.kind} "
+                                f"'{other.name}' ({other.path}:{other.line}) already names", *where,
+                                hint=f"rename {other.path}")

@@ -230,7 +230,10 @@ def build_llm(cls: type, params: dict, api_key: str | None = None, timeout: floa
     if "max_retries" in fields and "max_retries" not in kwargs:
         kwargs["max_retries"] = 0
     if timeout is not None and "timeout" in fields and "timeout" not in kwargs:
-        kwargs["timeout"] = int(timeout) if fields["timeout"].annotation is int else timeout
+        ann = str(fields["timeout"].annotation)  # OpenAILLM: RuntimeParameter[int]; the call's own wait is exact
+        kwargs["timeout"] = max(1, -(-timeout // 1)) if "int" in ann and "float" not in ann else timeout
+        if "int" in ann and "float" not in ann:
+            kwargs["timeout"] = int(kwargs["timeout"])
     return cls(**kwargs)
 
 

@@ -113,6 +113,10 @@ class SourceNode(Node):
         content_hash = self.content_hash(ctx)
         with ctx.transaction() as tx:
             con = tx.con
+            if self.file is not None and _blank(self.file):
+                raise KtoBuildError(f"{self.config.get('path')} is empty (no prompts to load)", self.path,
+                                    self.config.line_of("path"), hint="add rows to the file or point 'path' at "
+                                                                      "another one")
             if self.file is not None:
                 suffix = "." + self.config["format"] if "format" in self.config else self.file.suffix.lower()
                 relation = READERS[suffix].format(path="'" + str(self.file).replace("'", "''") + "'")
@@ -179,3 +183,12 @@ class SourceNode(Node):
                                 self.path, self.config.line_of("dataset")) from None
         con.register("_kto_source_arrow", ds.data.table)
         return "_kto_source_arrow"
+
+
+def _blank(path) -> bool:
+    """An existing file with nothing but whitespace (an empty prompt file)."""
+    try:
+        with open(path, "rb") as fh:
+            return not fh.read(65536).strip() and not fh.read(1)
+    except OSError:
+        return False

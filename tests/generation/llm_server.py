@@ -9,7 +9,12 @@ deterministic text, ``usage`` token counts, and knobs the tests turn:
 - ``fail_marker``: prompts containing it always get HTTP 500;
 - ``empty_marker``: prompts containing it get ``"content": null`` (which
   distilabel's OpenAILLM turns into a ``None`` generation);
-- ``bad_request_marker``: prompts containing it always get HTTP 400.
+- ``bad_request_marker``: prompts containing it always get HTTP 400;
+- ``mode``: every completion request misbehaves one way: ``"401"``, ``"429"``
+  (with ``Retry-After: retry_after``), ``"500"``, ``"garbage"`` (200 with a
+  body that is not JSON), ``"empty_choices"`` (200 with ``choices: []``),
+  ``"hang"`` (never answers until the server stops) or ``"echo_auth"`` (401
+  whose message repeats the request's Authorization header, as some proxies do).
 
 It counts requests (total, per status, per prompt text). In-process use:
 ``with LLMServer(latency=0.01) as srv: srv.url``. As a process (benchmarks):
@@ -38,8 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
-    def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode()
+    def _send(self, status: int, body: dict | bytes, headers: dict | None = None) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -85,6 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
             system = next((m.get("content") for m in messages if m.get("role") == "system"), "") or ""
         else:
             prompt, system = str(body.get("prompt") or ""), ""
+        owner.last_authorization = self.headers.get("Authorization")
         status, payload, headers = owner.answer(prompt, system, body, chat, received)
         self._send(status, payload, headers)
 
@@ -99,12 +105,16 @@ class _Server(ThreadingHTTPServer):
 class LLMServer:
     def __init__(self, port: int = 0, latency: float = 0.0, fail_rate: float = 0.0, rate_limit_every: int = 0,
                  fail_marker: str | None = None, empty_marker: str | None = None,
-                 bad_request_marker: str | None = None, seed: int = 0):
+                 bad_request_marker: str | None = None, seed: int = 0, mode: str | None = None,
+                 retry_after: float = 0):
         self.port = port
         self.lock = threading.Lock()
         self.random = random.Random(seed)
         self.configure(latency=latency, fail_rate=fail_rate, rate_limit_every=rate_limit_every,
-                       fail_marker=fail_marker, empty_marker=empty_marker, bad_request_marker=bad_request_marker)
+                       fail_marker=fail_marker, empty_marker=empty_marker, bad_request_marker=bad_request_marker,
+                       mode=mode, retry_after=retry_after)
+        self.last_authorization: str | None = None
+        self.released = threading.Event()  # set by stop(): "hang" requests return then
         self.reset()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -113,7 +123,7 @@ class LLMServer:
     def configure(self, **knobs) -> None:
         for k, v in knobs.items():
             if k not in ("latency", "fail_rate", "rate_limit_every", "fail_marker", "empty_marker",
-                         "bad_request_marker"):
+                         "bad_request_marker", "mode", "retry_after"):
                 raise ValueError(f"unknown knob {k}")
             setattr(self, k, v)
 
@@ -148,7 +158,9 @@ class LLMServer:
             if self.latency:  # answer `latency` seconds after the request arrived
                 time.sleep(max(0.0, self.latency - (time.monotonic() - (received or time.monotonic()))))
             status, payload, headers = 200, None, {}
-            if self.bad_request_marker and self.bad_request_marker in prompt:
+            if self.mode:
+                status, payload, headers = self._misbehave()
+            elif self.bad_request_marker and self.bad_request_marker in prompt:
                 status, payload = 400, {"error": {"message": "the server refuses this prompt", "type": "invalid"}}
             elif self.rate_limit_every and n % self.rate_limit_every == 0:
                 status, payload, headers = 429, {"error": {"message": "slow down", "type": "rate_limit"}}, \
@@ -164,6 +176,28 @@ class LLMServer:
         finally:
             with self.lock:
                 self._in_flight -= 1
+
+    def _misbehave(self) -> tuple[int, dict | bytes, dict]:
+        mode = self.mode
+        if mode == "401":
+            return 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}, {}
+        if mode == "echo_auth":
+            return 401, {"error": {"message": f"invalid credentials in 'Authorization: {self.last_authorization}'",
+                                   "type": "invalid_request_error"}}, {}
+        if mode == "429":
+            return 429, {"error": {"message": "slow down", "type": "rate_limit"}}, \
+                {"Retry-After": str(self.retry_after)}
+        if mode == "500":
+            return 500, {"error": {"message": "internal error (test server)", "type": "server"}}, {}
+        if mode == "garbage":
+            return 200, b"<html>not json at all", {}
+        if mode == "empty_choices":
+            return 200, {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+                         "model": "test-model", "choices": [], "usage": None}, {}
+        if mode == "hang":
+            self.released.wait(120)
+            return 500, {"error": {"message": "server stopped"}}, {}
+        raise ValueError(f"unknown mode {mode}")
 
     @staticmethod
     def _completion(prompt: str, system: str, body: dict, chat: bool, empty: bool) -> dict:
@@ -197,6 +231,7 @@ class LLMServer:
         return self
 
     def stop(self) -> None:
+        self.released.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
