@@ -291,10 +291,10 @@ def _connect(path: Path, display: str, read_only: bool) -> duckdb.DuckDBPyConnec
 
 
 def _damaged(display: str, exc: BaseException) -> KtoBuildError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return CorruptDatabaseError(f"{display} is damaged or not a DuckDB database ({first}); kto-build did not modify "
-                           "it", hint="restore it from a copy, or move it away and run again to rebuild "
-                                      "(generations and annotations stored in it are then lost)")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("IO Error: ")[:200]
+    return CorruptDatabaseError(f"{display} is damaged or not a DuckDB database: {first}; kto-build did not "
+                                "modify it", hint="restore it from a backup, or move it away and run again to "
+                                                  "rebuild, losing the generations and annotations it held")
 
 
 def open_reader(path: str | Path, display: str | None = None, timeout: float = 600.0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,8 +63,23 @@ class Where:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = _no_html(str(exc).strip())
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+
+
+def _no_html(text: str) -> str:
+    """An HTML page (a proxy's or a web server's error page, a wrong URL) as one line of text."""
+    low = text.lower()
+    if "<!doctype html" not in low and "<html" not in low:
+        return text
+    m = _TITLE.search(text)
+    title = " ".join(m.group(1).split()) if m else ""
+    head = text[: min(i for i in (low.find("<!doctype"), low.find("<html")) if i >= 0)].strip().rstrip(":")
+    page = f"an HTML page{f' titled {title!r}' if title else ''} instead of the Argilla API"
+    return f"{head}: {page}" if head else page
 
 
 class ArgillaBackend:
@@ -102,6 +118,10 @@ class ArgillaBackend:
                                 hint="the API key's user needs the owner or admin role") from None
         except (ArgillaAPIError, ArgillaError) as exc:
             raise KtoBuildError(f"Argilla failed while {doing}: {_first_line(exc)}", w.path, w.line) from None
+        except ValueError as exc:  # a 200 that is not JSON: the URL is not an Argilla API
+            raise KtoBuildError(f"the server at {self.api_url} did not answer like Argilla while {doing}: "
+                                f"{_first_line(exc)}", w.path, w.line,
+                                hint="check the URL in the api_url_env variable") from None
 
     # ------------------------------------------------------------ clients
     @property
@@ -132,7 +152,7 @@ class ArgillaBackend:
             if r.status_code == 401:
                 raise ArgillaCredentialsError("unauthorized")
             if r.status_code >= 400:
-                raise KtoBuildError(f"Argilla answered {r.status_code} while {doing}: {r.text[:200]}",
+                raise KtoBuildError(f"Argilla answered {r.status_code} while {doing}: {_no_html(r.text)[:200]}",
                                     self.where.path, self.where.line)
             return r.json()
 

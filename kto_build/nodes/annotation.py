@@ -185,6 +185,8 @@ class AnnotationNode(Node):
         con.execute(LOG_DDL.format(table=quote(self.name)))
         con.execute(LATEST_DDL.format(view=quote(self.latest_view), table=quote(self.name)))
         con.execute(PUSH_LOG_DDL)
+        # the push log is per server dataset: a deleted, renamed or new dataset gets every record again
+        con.execute(f"ALTER TABLE {SCHEMA}.annotation_records ADD COLUMN IF NOT EXISTS dataset_id VARCHAR")
 
     def log_version(self, con) -> tuple[int, str | None]:
         n, newest = con.execute(f"SELECT count(*), max(pulled_at) FROM {quote(self.name)}").fetchone()
@@ -300,10 +302,17 @@ class AnnotationNode(Node):
                 self.ensure_tables(tx.con)
                 cols = self.record_columns(tx.con)
                 meta = self.metadata_columns(cols)
-                todo = self.unpushed(tx.con, meta)
             spec = self._dataset_spec(meta)
             ds, created = backend.ensure_dataset(spec)
             dataset_id = str(ds.id)
+            with ctx.transaction() as tx:
+                before = (ctx.state.extra.get("dataset_id") if ctx.state else None)
+                if before:  # rows logged before the log named datasets belong to the one the state names
+                    tx.con.execute(f"UPDATE {SCHEMA}.annotation_records SET dataset_id = ? WHERE node = ? "
+                                   "AND dataset_id IS NULL", [before, self.name])
+                todo = self.unpushed(tx.con, meta, dataset_id)
+                elsewhere = tx.con.execute(f"SELECT count(*) FROM {SCHEMA}.annotation_records WHERE node = ? "
+                                           "AND dataset_id IS DISTINCT FROM ?", [self.name, dataset_id]).fetchone()[0]
             # 2. push in batches; each batch's push-log rows commit on their own
             batch_size = max(1, min(int(self.argilla.get("batch_size", 256)), 500))
 
@@ -312,9 +321,10 @@ class AnnotationNode(Node):
                 with ctx.transaction() as tx:
                     tx.con.execute(
                         f"INSERT OR REPLACE INTO {SCHEMA}.annotation_records "
+                        "(node, record_id, record_hash, pushed_at, dataset_id) "
                         "SELECT * FROM (SELECT ? AS node, unnest(?::VARCHAR[]) AS record_id, "
-                        "unnest(?::VARCHAR[]) AS record_hash, ?::TIMESTAMP AS pushed_at)",
-                        [self.name, [r["id"] for r in batch], [r["_hash"] for r in batch], now])
+                        "unnest(?::VARCHAR[]) AS record_hash, ?::TIMESTAMP AS pushed_at, ? AS dataset_id)",
+                        [self.name, [r["id"] for r in batch], [r["_hash"] for r in batch], now, dataset_id])
                 bar.advance(len(batch))
 
             t_push = time.monotonic()
@@ -331,15 +341,17 @@ class AnnotationNode(Node):
                 new_rows = self.diff(tx.con, fetched, "argilla")
                 self.append(tx.con, new_rows)
                 version = self.log_version(tx.con)
-                pushed_total = tx.con.execute(f"SELECT count(*) FROM {SCHEMA}.annotation_records WHERE node = ?",
-                                              [self.name]).fetchone()[0]
+                pushed_total = tx.con.execute(f"SELECT count(*) FROM {SCHEMA}.annotation_records WHERE node = ? "
+                                              "AND dataset_id = ?", [self.name, dataset_id]).fetchone()[0]
                 tx.save(rows=version[0], version_parts=list(version),
                         extra={"log_version": list(version), "backend": "argilla", "dataset_id": dataset_id,
                                "last_pull_at": utcnow().isoformat(), "responses_seen": len(fetched),
                                "pushed": pushed_total})
         finally:
             backend.close()
-        msg = (f"pushed {pushed} records{' (created the dataset)' if created else ''} in {push_s:.2f}s, "
+        again = (f"; the log named another dataset for {elsewhere} of them, so they were pushed again"
+                 if elsewhere and pushed else "")
+        msg = (f"pushed {pushed} records{' (created the dataset)' if created else ''}{again} in {push_s:.2f}s, "
                f"pulled {len(fetched)} answers in {fetch_s:.2f}s: {len(new_rows)} new log rows "
                f"({time.monotonic() - t0:.2f}s)")
         return NodeResult(rows=version[0], message=msg,
@@ -351,14 +363,14 @@ class AnnotationNode(Node):
         parts = ", ".join(f"{quote(c)} := CAST({quote(c)} AS VARCHAR)" for c in (*FIELDS, *meta))
         return f"md5(to_json(struct_pack({parts})))"
 
-    def unpushed(self, con, meta: list[str]) -> list[dict]:
+    def unpushed(self, con, meta: list[str], dataset_id: str | None = None) -> list[dict]:
         cols = ["id", *FIELDS, *meta]
         select = ", ".join(f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" for c in cols)
         rows = con.execute(
             f"SELECT {select}, {self.record_hash_sql(meta)} AS _hash FROM {quote(self.records)} r "
             f"WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.annotation_records p WHERE p.node = ? "
-            f"AND p.record_id = CAST(r.id AS VARCHAR) AND p.record_hash = {self.record_hash_sql(meta)}) "
-            "ORDER BY 1", [self.name]).fetchall()
+            f"AND p.record_id = CAST(r.id AS VARCHAR) AND p.record_hash = {self.record_hash_sql(meta)} "
+            "AND p.dataset_id IS NOT DISTINCT FROM ?) ORDER BY 1", [self.name, dataset_id]).fetchall()
         names = [*cols, "_hash"]
         return [dict(zip(names, r, strict=True)) for r in rows]
 
@@ -477,6 +489,20 @@ def status(project, names: list[str] | None = None) -> list[dict]:
     return out
 
 
+def _pushed(con, node: AnnotationNode) -> int:
+    """Records pushed to the dataset the last run used (the push log is per server dataset)."""
+    from ..state import read_states
+
+    st = read_states(con).get(node.name)
+    cols = {r[0] for r in con.execute(f"DESCRIBE {SCHEMA}.annotation_records").fetchall()}
+    if st is None or "dataset_id" not in cols or not st.extra.get("dataset_id"):
+        return con.execute(f"SELECT count(*) FROM {SCHEMA}.annotation_records WHERE node = ?",
+                           [node.name]).fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM {SCHEMA}.annotation_records WHERE node = ? AND "
+                       "coalesce(dataset_id, ?) = ?", [node.name, st.extra["dataset_id"], st.extra["dataset_id"]]
+                       ).fetchone()[0]
+
+
 def _status_counts(node: AnnotationNode, con) -> dict:
     from ..state import relations
 
@@ -484,8 +510,7 @@ def _status_counts(node: AnnotationNode, con) -> dict:
     d: dict[str, Any] = {}
     if node.records.lower() in rels:
         d["records"] = con.execute(f"SELECT count(*) FROM {quote(node.records)}").fetchone()[0]
-    d["pushed"] = con.execute(f"SELECT count(*) FROM {SCHEMA}.annotation_records WHERE node = ?",
-                              [node.name]).fetchone()[0] if node.backend == "argilla" else None
+    d["pushed"] = _pushed(con, node) if node.backend == "argilla" else None
     if node.name not in rels:
         return d
     latest = quote(node.latest_view)
