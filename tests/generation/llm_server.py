@@ -97,6 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address):  # a client that gave up (timeout) is not news
+        pass
     allow_reuse_address = True
     request_queue_size = 256
     owner: LLMServer
