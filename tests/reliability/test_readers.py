@@ -197,3 +197,28 @@ def test_kill9_during_a_sql_chain_with_a_reader(tmp_path):
     res = subprocess.run([KTO, "--project-dir", str(root), "run"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert query(root, "SELECT count(*) FROM _kto_build.nodes")[0][0] == 40
+
+
+def test_show_waits_for_the_run_with_one_line(tmp_path):
+    """A writer holding the file (as a run does during a node): ``show`` says once that it waits, then reads."""
+    root = tmp_path / "chain"
+    _chain(root, n_models=2)
+    assert subprocess.run([KTO, "--project-dir", str(root), "run"], capture_output=True).returncode == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, duckdb\ncon = duckdb.connect(sys.argv[1])\n"
+                               "print('held', flush=True)\nsys.stdin.readline()\ncon.close()\n",
+                               str(root / "target" / "kto_build.duckdb")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    show = subprocess.Popen([KTO, "--project-dir", str(root), "show", "m01", "-n", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = show.stderr.readline()  # printed after 1 s of waiting; the show is still waiting
+        assert first.strip() == "waiting for the run to release the database target/kto_build.duckdb"
+        assert show.poll() is None
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.close()
+        holder.wait()
+    out, err = show.communicate(timeout=120)
+    assert show.returncode == 0 and err == "", err
+    assert out.strip()
