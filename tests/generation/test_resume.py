@@ -70,6 +70,12 @@ def test_ctrl_c_keeps_finished_rows(gproj, llm_server):
     assert proc.returncode == 130, err
     assert "interrupted: finished batches and nodes are kept; rerun to resume" in err
     assert "Traceback" not in err
+    import json  # an interrupted run still writes run_results.json (issue 9)
+
+    results = json.loads((gproj.root / "target" / "run_results.json").read_text())
+    assert results["interrupted"] is True and results["success"] is False
+    assert results["nodes"][-1] == {"name": "gens", "kind": "generation", "status": "interrupted", "rows": None,
+                                    "seconds": 0.0, "message": "interrupted (Ctrl+C)", "reason": ""}
     kept = gproj.scalar("SELECT count(*) FROM _kto_build.generations WHERE status = 'ok'")
     # the answers in memory were committed on the way out (only the 2 requests in flight can be lost:
     # the server counts an answer before the client has read it)
