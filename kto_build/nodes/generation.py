@@ -269,8 +269,8 @@ class GenerationNode(Node):
         try:
             with dry_upstream(ctx.project, self.prompts) as con:
                 work, keys, _ = self._work(con)
-        except KtoBuildError:
-            return self._calls_unknown() + self._missing_keys()
+        except KtoBuildError as exc:  # the run would fail there too: say where
+            return self._calls_unknown(exc.one_line()) + self._missing_keys()
         per_model: dict[str, int] = {}
         for w in work:
             per_model[w.model.name] = per_model.get(w.model.name, 0) + 1
@@ -287,9 +287,10 @@ class GenerationNode(Node):
         return "".join(f"; environment variable {m.api_key_env} is not set (model '{m.name}' reads its API key "
                        "from it)" for m in unset)
 
-    def _calls_unknown(self) -> str:
+    def _calls_unknown(self, why: str = "") -> str:
         per = len(self.models) * self.num_generations
-        return f"{per} call{'s' if per != 1 else ''} per prompt ('{self.prompts}' cannot be read yet)"
+        return (f"{per} call{'s' if per != 1 else ''} per prompt ('{self.prompts}' cannot be read yet"
+                + (f": {why})" if why else ")"))
 
     # ---------------------------------------------------------------- keys
     def _read_prompts(self, con) -> tuple[list[tuple[str, str]], list[str]]:

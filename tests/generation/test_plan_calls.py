@@ -45,3 +45,10 @@ def test_a_missing_api_key_shows_in_plan(gproj, llm_server, monkeypatch):
     assert res.returncode == 0
     assert f"environment variable {KEY_ENV} is not set (model 'srv' reads its API key from it)]" in res.stdout
     assert llm_server.requests == 0
+
+
+def test_an_upstream_error_is_named_in_plan(gproj, llm_server):
+    gproj.write("models/stg.sql", "select prompt_id, prompt from raw where no_such_column\n")
+    gproj.write("sources.yml", (gproj.root / "sources.yml").read_text().replace("prompts: raw", "prompts: stg"))
+    assert detail(gproj) == ("1 call per prompt ('stg' cannot be read yet: models/stg.sql:1: Binder Error: "
+                             'Referenced column "no_such_column" not found in FROM clause!)')
