@@ -9,10 +9,16 @@ is busy for more than 5 s the answer is refused with 503 and the page keeps it
 for a retry.
 
 Endpoints: ``GET /`` (the page), ``GET /static/<file>``, ``GET /api/info``,
-``GET /api/next?annotator=NAME``, ``POST /api/answer`` with JSON
+``GET /api/next?annotator=NAME`` (records nobody-yet-enough and not this person
+first; the ones this person skipped come back at the end),
+``GET /api/previous?annotator=NAME&before=RECORD_ID`` (the record this person
+answered before RECORD_ID, or the last one: undo / go back, answering again
+adds a newer row that replaces it), ``POST /api/answer`` with JSON
 ``{record_id, annotator, value, status}`` (status ``submitted`` or ``discarded``
-for a skip). The server is single-threaded: requests are handled one at a
-time, which is also what keeps the log's writes in order.
+for a skip). Metadata columns reach the page only with ``metadata_visible: true``
+on the annotation (raters do not see e.g. which model wrote a completion).
+The server is single-threaded: requests are handled one at a time, which is
+also what keeps the log's writes in order.
 """
 
 from __future__ import annotations
@@ -62,29 +68,62 @@ class Annotator:
         n = self.node
         total = con.execute(f"SELECT count(*) FROM {quote(n.records)}").fetchone()[0]
         pending_all = len(n.pending(con))
-        out = {"total": total, "completed": total - pending_all, "pending_for_me": None, "mine": 0}
+        out = {"total": total, "completed": total - pending_all, "pending_for_me": None, "mine": 0, "skipped": 0}
         if annotator_id:
             out["pending_for_me"] = len(n.pending(con, annotator_id))
+            out["skipped"] = len(self._skipped(con, annotator_id))
             out["mine"] = con.execute(
                 f"SELECT count(*) FROM {quote(n.latest_view)} WHERE annotator_id = ? AND question = ? "
                 "AND status = 'submitted'", [annotator_id, n.question]).fetchone()[0]
         return out
 
-    def _record(self, con, record_id: str) -> dict:
+    def _skipped(self, con, annotator_id: str) -> list[str]:
+        """Records this person skipped that still need answers, the earliest skip first."""
         n = self.node
-        cols = ["id", "prompt", "completion", *self.meta]
+        still = set(n.pending(con))
+        rows = con.execute(f"SELECT record_id FROM {quote(n.latest_view)} WHERE annotator_id = ? AND question = ? "
+                           "AND status = 'discarded' ORDER BY response_updated_at, record_id",
+                           [annotator_id, n.question]).fetchall()
+        return [r[0] for r in rows if r[0] in still]
+
+    def _record(self, con, record_id: str, annotator_id: str | None = None) -> dict:
+        n = self.node
+        meta = self.meta if getattr(n, "metadata_visible", False) else []
+        cols = ["id", "prompt", "completion", *meta]
         row = con.execute(f"SELECT {', '.join(quote(c) for c in cols)} FROM {quote(n.records)} "
                           "WHERE CAST(id AS VARCHAR) = ?", [record_id]).fetchone()
-        return {"id": str(row[0]), "prompt": row[1], "completion": row[2],
-                "metadata": {m: (None if v is None else str(v)) for m, v in zip(self.meta, row[3:], strict=True)}}
+        out = {"id": str(row[0]), "prompt": row[1], "completion": row[2],
+               "metadata": {m: (None if v is None else str(v)) for m, v in zip(meta, row[3:], strict=True)},
+               "mine": None}
+        if annotator_id:
+            mine = con.execute(f"SELECT value, status FROM {quote(n.latest_view)} WHERE record_id = ? "
+                               "AND annotator_id = ? AND question = ?",
+                               [record_id, annotator_id, n.question]).fetchone()
+            out["mine"] = {"value": mine[0], "status": mine[1]} if mine else None
+        return out
 
     def next(self, annotator: str) -> dict:
         annotator_id = annotator.strip().lower() or None
         with self.db.connect(read_only=True) as con:
             record = None
             if annotator_id:
-                ids = self.node.pending(con, annotator_id)
-                record = self._record(con, ids[0]) if ids else None
+                ids = self.node.pending(con, annotator_id) or self._skipped(con, annotator_id)
+                record = self._record(con, ids[0], annotator_id) if ids else None
+            return {"record": record, "progress": self._progress(con, annotator_id)}
+
+    def previous(self, annotator: str, before: str | None) -> dict:
+        """The record this person answered (or skipped) just before ``before``, newest first."""
+        annotator_id = annotator.strip().lower() or None
+        n = self.node
+        with self.db.connect(read_only=True) as con:
+            record = None
+            if annotator_id:
+                ids = [r[0] for r in con.execute(
+                    f"SELECT record_id FROM {quote(n.latest_view)} WHERE annotator_id = ? AND question = ? "
+                    "ORDER BY response_updated_at DESC, record_id DESC", [annotator_id, n.question]).fetchall()]
+                if before in ids:
+                    ids = ids[ids.index(before) + 1:]
+                record = self._record(con, ids[0], annotator_id) if ids else None
             return {"record": record, "progress": self._progress(con, annotator_id)}
 
     def answer(self, body: dict) -> dict:
@@ -146,6 +185,10 @@ def make_handler(api: Annotator) -> type[BaseHTTPRequestHandler]:
                 if url.path == "/api/next":
                     who = (parse_qs(url.query).get("annotator") or [""])[0]
                     return self._json(HTTPStatus.OK, api.next(who))
+                if url.path == "/api/previous":
+                    q = parse_qs(url.query)
+                    return self._json(HTTPStatus.OK, api.previous((q.get("annotator") or [""])[0],
+                                                                  (q.get("before") or [None])[0]))
                 self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
             except KtoBuildError as exc:
                 self._error(exc)
@@ -179,19 +222,20 @@ def make_handler(api: Annotator) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(project: Project, node: AnnotationNode, port: int = 0) -> HTTPServer:
+def make_server(project: Project, node: AnnotationNode, port: int = 0, host: str = "127.0.0.1") -> HTTPServer:
     api = Annotator(project, node)
     try:
-        return HTTPServer(("127.0.0.1", port), make_handler(api))
+        return HTTPServer((host, port), make_handler(api))
     except OSError as exc:
-        raise KtoBuildError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
-                            hint="pick another --port, or 0 for any free port") from None
+        raise KtoBuildError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                            hint="pick another --port (0: any free port) or --host") from None
 
 
 def serve(project: Project, node: AnnotationNode, port: int = 8765, open_browser: bool = True,
-          ready: Callable[[str], None] | None = None) -> None:
-    httpd = make_server(project, node, port)
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+          ready: Callable[[str], None] | None = None, host: str = "127.0.0.1") -> None:
+    httpd = make_server(project, node, port, host)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{httpd.server_address[1]}/"
     if ready:
         ready(url)
     if open_browser:

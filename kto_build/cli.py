@@ -32,8 +32,15 @@ def load_project(ctx_obj: dict):
     return Project.load(ctx_obj["project_dir"], target=target, vars=variables)
 
 
+def _set_project_dir(ctx, _param, value):
+    if value is not None:
+        ctx.ensure_object(dict)["project_dir"] = value
+
+
 def project_options(fn):
-    """--target and --vars on every command too, as dbt users type them."""
+    """--target, --vars and --project-dir after every command name too, as dbt users type them."""
+    fn = click.option("--project-dir", default=None, expose_value=False, callback=_set_project_dir,
+                      type=click.Path(file_okay=False), help="Folder holding project.yml (default: .).")(fn)
     fn = click.option("--vars", "vars_", default=None, help="YAML mapping overriding project vars.")(fn)
     return click.option("--target", "-t", default=None, help="Target from project.yml 'targets'.")(fn)
 
@@ -109,6 +116,11 @@ class EchoReporter:
         click.echo(f"{self.i:>3} of {self.total} START {node.kind} {node.name} ({reason})")
 
     def node_end(self, r):
+        if r["status"] == "skipped":  # upstream failed: dbt's SKIP line, numbered like the others
+            self.i += 1
+            click.echo(click.style(f"{self.i:>3} of {self.total} SKIP {r['kind']} {r['name']} ({r['message']})",
+                                   fg="yellow"))
+            return
         status = {"built": click.style("OK", fg="green"), "failed": click.style("ERROR", fg="red")}.get(
             r["status"], r["status"])
         rows = f"{r['rows']} rows, " if r.get("rows") is not None else ""
@@ -241,40 +253,70 @@ def lineage(obj, target, vars_, name, column, as_json):
             click.echo(f"    {c['table']}.{c['column']}")
 
 
+GITIGNORE = "# kto-build: the database, manifests, exports and caches it builds\ntarget/\n.venv/\n__pycache__/\n"
+
+
+def example_dir() -> Path:
+    """The example project: package data in an installed wheel, the repository root in a checkout."""
+    shipped = Path(__file__).parent / "templates" / "example"
+    if (shipped / "project.yml").exists():
+        return shipped
+    return Path(__file__).resolve().parent.parent
+
+
 @cli.command()
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=None, required=False, type=click.Path(file_okay=False))
+@project_options
+@click.pass_obj
 @friendly
-def init(directory):
-    """Create a new project from the example (haiku prompts)."""
-    dest = Path(directory)
-    example = Path(__file__).parent / "example"
-    if not example.is_dir():  # editable install: the repository root is the example
-        example = Path(__file__).resolve().parent.parent
+def init(obj, target, vars_, directory):
+    """Create a new project from the example (haiku prompts) in DIRECTORY (default: --project-dir or .)."""
+    dest = Path(directory or obj.get("project_dir") or ".")
+    example = example_dir()
     if not (example / "project.yml").exists():
         raise KtoBuildError("the example project is not installed with this copy of kto-build "
-                            "(install from a source checkout: pip install -e .)")
-    if (dest / "project.yml").exists():
-        raise KtoBuildError(f"{dest / 'project.yml'} exists already; init makes new projects only")
+                            "(kto_build/templates/example is missing: reinstall kto-build)")
+    if dest.exists() and not dest.is_dir():
+        raise KtoBuildError(f"{dest} is a file; init needs a new or empty folder")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise KtoBuildError(f"{dest} is not empty; init makes new projects only",
+                            hint="choose a new folder, e.g. 'kto-build init my_project'")
     dest.mkdir(parents=True, exist_ok=True)
     for name in EXAMPLE_FILES:
         src = example / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, dirs_exist_ok=True)
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             shutil.copy2(src, dest / name)
+    (dest / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
     click.echo(f"Created a kto-build project in {dest}. Next: cd {dest} && kto-build run")
 
 
-def format_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:
-    def cell(v):
-        s = "NULL" if v is None else str(v).replace("\n", "\\n")
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+def _cell(v) -> str:
+    if isinstance(v, float):  # rounded, as a person reads it: 0.6667, 12.5, 3.0
+        if v != v or v in (float("inf"), float("-inf")):
+            return str(v)
+        text = f"{v:.4f}".rstrip("0")
+        return text + "0" if text.endswith(".") else text
+    return "NULL" if v is None else str(v).replace("\n", "\\n")
 
-    cells = [[cell(v) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+def format_table(columns: list[str], rows: list[tuple], max_width: int = 60, width: int | None = None) -> str:
+    """A text table no wider than the terminal (``width``): the widest columns are cut with '…'."""
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    texts = [[_cell(v) for v in r] for r in rows]
+    widths = [min(max_width, max([len(c)] + [len(r[i]) for r in texts])) for i, c in enumerate(columns)]
+    floor = 6
+    while sum(widths) + 3 * len(widths) + 1 > width and max(widths, default=0) > floor:
+        widest = widths.index(max(widths))
+        widths[widest] -= 1
+
+    def fit(text: str, w: int) -> str:
+        return text.ljust(w) if len(text) <= w else text[: w - 1] + "…"
+
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [line, "| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + " |", line]
-    out += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    out = [line, "| " + " | ".join(fit(c, w) for c, w in zip(columns, widths, strict=True)) + " |", line]
+    out += ["| " + " | ".join(fit(v, w) for v, w in zip(r, widths, strict=True)) + " |" for r in texts]
     out.append(line)
     out.append(f"{len(rows)} rows")
     return "\n".join(out)

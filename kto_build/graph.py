@@ -1,8 +1,9 @@
 """The node DAG: topological order, cycles, and dbt-style selectors.
 
 Selectors: ``name``, ``+name`` (and its ancestors), ``name+`` (and its
-descendants), ``+name+``, ``tag:x``, ``kind:generation``; several selectors
-are a union, ``--exclude`` removes.
+descendants), ``+name+``, ``tag:x``, ``kind:generation``; as in dbt, selectors
+separated by a space (or given as several ``--select``) are a union, joined by a
+comma (``tag:x,kind:model``) an intersection; ``--exclude`` removes.
 """
 
 from __future__ import annotations
@@ -88,10 +89,17 @@ class Graph:
     # ---------------------------------------------------------- selection
     def select(self, select: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> list[str]:
         """Names chosen by the selectors, in build order."""
-        chosen = set(self.parents) if not select else set().union(*(self._one(s) for s in _split(select)))
-        for s in _split(exclude or []):
-            chosen -= self._one(s)
+        chosen = set(self.parents) if not select else set().union(*(self._group(g) for g in _split(select)))
+        for g in _split(exclude or []):
+            chosen -= self._group(g)
         return [n for n in self.order if n in chosen]
+
+    def _group(self, group: str) -> set[str]:
+        """``a,b``: the nodes every comma-separated part selects (dbt's intersection)."""
+        parts = [p for p in group.split(",") if p.strip()]
+        if not parts:
+            raise KtoBuildError(f"empty selector '{group}'")
+        return set.intersection(*(self._one(p) for p in parts))
 
     def _one(self, selector: str) -> set[str]:
         sel = selector.strip()
@@ -124,7 +132,8 @@ class Graph:
 
 
 def _split(selectors: Iterable[str]) -> list[str]:
+    """Space-separated groups (a union); each group keeps its commas (an intersection)."""
     out: list[str] = []
     for s in selectors:
-        out.extend(part for part in s.replace(",", " ").split() if part)
+        out.extend(part for part in s.replace(" ,", ",").replace(", ", ",").split() if part)
     return out

@@ -77,6 +77,18 @@ def _overlay(cfg: YMap, target: str) -> YMap:
     return out
 
 
+def _value_col(path: Path, line: int | None, key: str) -> int | None:
+    """The 1-based column where ``key: value`` has its value on ``line``."""
+    if not line:
+        return None
+    text = path.read_text(encoding="utf-8").splitlines()[line - 1]
+    at = text.find(key + ":")
+    if at < 0:
+        return None
+    rest = text[at + len(key) + 1:]
+    return at + len(key) + 2 + (len(rest) - len(rest.lstrip()))
+
+
 @dataclass
 class Project:
     root: Path
@@ -111,7 +123,28 @@ class Project:
         project = cls(root=root, name=cfg["name"], target=chosen, database_path=(root / db),
                       vars=project_vars, config=cfg)
         project._load_nodes()
+        project._check_positive_label(tcfg, vars or {})
         return project
+
+    def _check_positive_label(self, tcfg: dict, cli_vars: dict) -> None:
+        """``positive_label`` must be one of every annotation's labels (else every vote counts as down)."""
+        if "positive_label" not in self.vars:
+            return
+        value = self.vars["positive_label"]
+        for node in self.nodes.values():
+            labels = getattr(node, "labels", None)
+            if node.kind != "annotation" or not labels or value in labels:
+                continue
+            if "positive_label" in cli_vars:
+                path, line, col = "--vars", None, None
+            else:
+                where = tcfg.get("vars") if "positive_label" in (tcfg.get("vars") or {}) else self.config.get("vars")
+                path, line = "project.yml", where.line_of("positive_label") if isinstance(where, YMap) else None
+                col = _value_col(self.root / "project.yml", line, "positive_label")
+            near = [m for m in labels if str(m).lower() == str(value).lower()]
+            hint = f"did you mean '{near[0]}'?" if near else did_you_mean(str(value), map(str, labels))
+            raise KtoBuildError(f"positive_label {value!r} is not one of the labels of annotation '{node.name}': "
+                                f"{', '.join(map(str, labels))}", path, line, col, hint=hint)
 
     def _add(self, node: Node, where: tuple[str, int]) -> None:
         _refuse_reserved(node, self.nodes, where)
@@ -280,7 +313,7 @@ class Project:
         node = self.node(name)
         if not isinstance(node, ModelNode):
             raise KtoBuildError(f"'{node.name}' is a {node.kind}, not a SQL model")
-        return node.create_statement(self.vars)
+        return sqlmod.runnable(node.create_statement(self.vars), node.used_vars, self.vars)
 
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple]]:
         from .state import relations

@@ -306,8 +306,10 @@ class Runner:
         base = {"name": node.name, "kind": node.kind, "seconds": 0.0, "rows": None, "message": "", "reason": ""}
         failed_parents = [p for p in node.depends_on if p in bad]
         if failed_parents:
-            return {**base, "status": "skipped", "blocked_by": bad[failed_parents[0]],
-                    "message": f"upstream '{failed_parents[0]}' failed"}
+            skipped = {**base, "status": "skipped", "blocked_by": bad[failed_parents[0]],
+                       "message": f"upstream '{failed_parents[0]}' failed"}
+            self.reporter.node_end(skipped)  # a SKIP line, as dbt prints one
+            return skipped
         if offline and node.network:
             return {**base, "status": "skipped", "message": "offline: kept the stored table"}
         missing = [p for p in node.depends_on if p not in states]

@@ -116,6 +116,15 @@ def inline_vars(sql: str, values: dict) -> str:
     return tree.sql(dialect=DIALECT, pretty=True)
 
 
+def runnable(statement: str, used_vars: list[str], values: dict) -> str:
+    """``kto-build compile`` output that runs as is in a plain duckdb shell, like
+    ``dbt compile``: the ``SET VARIABLE`` lines for the vars the SQL reads, then the statement."""
+    from .state import sql_literal
+
+    sets = [f"SET VARIABLE {quote(v)} = {sql_literal(values[v])};" for v in sorted(set(used_vars)) if v in values]
+    return "\n".join([*sets, statement.rstrip().rstrip(";") + ";"])
+
+
 def normalized(tree: exp.Expression) -> str:
     """Canonical SQL text: no comments, one spacing, same casing rules."""
     return tree.sql(dialect=DIALECT, comments=False, normalize=False, pretty=False)

@@ -1,6 +1,6 @@
 """The DuckDB file, its writer lock, and the ``_kto_build`` state schema.
 
-One writer: ``writer_lock()`` takes an exclusive ``flock`` on ``<db>.lock`` for
+One writer: ``writer_lock()`` takes an exclusive ``filelock`` on ``<db>.lock`` for
 the whole run, so a second ``kto-build run`` fails at once. Short holds:
 DuckDB locks the whole file for a writing process, so the runner opens a
 connection per node (per batch for long nodes) and closes it in between;
@@ -10,7 +10,6 @@ users can query the file with the duckdb CLI while a long run goes on.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -129,23 +128,32 @@ class Database:
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
-        """Hold the single-writer lock; fail at once if another run holds it."""
+        """Hold the single-writer lock; fail at once if another run holds it.
+
+        ``filelock`` (flock on POSIX, msvcrt on Windows); the holder's pid goes to
+        ``<db>.lock.pid`` because a contender's open truncates the lock file itself.
+        """
+        import filelock
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = filelock.FileLock(str(self.lock_path), timeout=0)
+        pid_file = self.lock_path.with_name(self.lock_path.name + ".pid")
         try:
+            lock.acquire()
+        except filelock.Timeout:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                raise LockError(
-                    f"another kto-build run (pid {holder}) is writing to {self.display}; "
-                    "wait for it to finish or stop it"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+                holder = pid_file.read_text(encoding="utf-8").strip() or "?"
+            except OSError:
+                holder = "?"
+            raise LockError(
+                f"another kto-build run (pid {holder}) is writing to {self.display}; "
+                "wait for it to finish or stop it"
+            ) from None
+        try:
+            pid_file.write_text(str(os.getpid()), encoding="utf-8")
             yield
         finally:
-            os.close(fd)
+            lock.release()
 
     # ------------------------------------------------------------ connections
     def exists(self) -> bool:

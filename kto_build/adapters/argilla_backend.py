@@ -52,6 +52,7 @@ class DatasetSpec:
     min_submitted: int
     metadata: list[str] = field(default_factory=list)
     fields: tuple = ("prompt", "completion")
+    metadata_visible: bool = False  # Argilla's visible_for_annotators: raters do not see e.g. model_name
 
 
 @dataclass
@@ -163,7 +164,8 @@ class ArgillaBackend:
             fields=[rg.TextField(name=f, title=f.capitalize()) for f in spec.fields],
             questions=[rg.LabelQuestion(name=spec.question, title=spec.title or spec.question,
                                         labels=list(spec.labels))],
-            metadata=[rg.TermsMetadataProperty(name=m) for m in spec.metadata],
+            metadata=[rg.TermsMetadataProperty(name=m, visible_for_annotators=spec.metadata_visible)
+                      for m in spec.metadata],
             distribution=rg.TaskDistribution(min_submitted=spec.min_submitted),
         )
 

@@ -12,7 +12,9 @@ from ..cli import friendly, load_project, project_options
 
 @click.command()
 @click.argument("node", required=False)
-@click.option("--port", "-p", default=8765, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--port", "-p", default=8765, show_default=True, help="Port to serve on (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to serve on, e.g. 0.0.0.0 for your network (no login: trusted networks only).")
 @click.option("--answers", "answers_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Import answers from a jsonl file (record_id, annotator, value[, status]) instead of serving.")
 @click.option("--export-pending", "export_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -21,8 +23,8 @@ from ..cli import friendly, load_project, project_options
 @project_options
 @click.pass_obj
 @friendly
-def annotate(obj, target, vars_, node, port, answers_file, export_file, no_browser):
-    """Rate records of a local annotation node in a web page on 127.0.0.1.
+def annotate(obj, target, vars_, node, port, host, answers_file, export_file, no_browser):
+    """Rate records of a local annotation node in a web page (on 127.0.0.1 unless --host).
 
     Each answer is its own short write to the DuckDB file, so 'kto-build run'
     can run between answers (it waits up to 5 s for an answer being written).
@@ -45,7 +47,7 @@ def annotate(obj, target, vars_, node, port, answers_file, export_file, no_brows
         return
     from ..annotate_server import serve
 
-    serve(project, n, port=port, open_browser=not no_browser,
+    serve(project, n, port=port, host=host, open_browser=not no_browser,
           ready=lambda url: click.echo(f"Annotating {n.name} at {url} (Ctrl+C to stop)"))
 
 

@@ -6,16 +6,17 @@ import sys
 
 import click
 
-from ..cli import EchoReporter, exclude_opt, friendly, load_project, select_opt
+from ..cli import EchoReporter, exclude_opt, friendly, load_project, project_options, select_opt
 
 
 @click.command("test")
 @select_opt
 @exclude_opt
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@project_options
 @click.pass_obj
 @friendly
-def test_cmd(obj, select, exclude, as_json):
+def test_cmd(obj, target, vars_, select, exclude, as_json):
     """Run the data tests of models/*.yml on the stored tables."""
     from ..checks import run_tests
 
@@ -40,9 +41,10 @@ def test_cmd(obj, select, exclude, as_json):
 @click.command("export")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--offline", is_flag=True, help="Write the files, skip push_to_hub.")
+@project_options
 @click.pass_obj
 @friendly
-def export_cmd(obj, names, offline):
+def export_cmd(obj, target, vars_, names, offline):
     """Write exports now, even if they are up to date (their model as stored)."""
     from ..errors import KtoBuildError
 

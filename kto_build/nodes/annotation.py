@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import KtoBuildError
 from ..sql import quote
 from ..state import SCHEMA, utcnow
-from ..yamlio import ANY, INT, SCALAR, STR, List, Map, OneOf, Scalar
+from ..yamlio import ANY, BOOL, INT, SCALAR, STR, List, Map, OneOf, Scalar
 from .base import Node, NodeResult
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ class AnnotationNode(Node):
     guidelines: str = ""
     min_submitted: int = 1
     metadata: list[str] | None = None
+    metadata_visible: bool = False  # raters see metadata (e.g. model_name) only when the project asks
     argilla: dict = field(default_factory=dict)
 
     kind: ClassVar[str] = "annotation"
@@ -103,6 +104,7 @@ class AnnotationNode(Node):
             "guidelines": STR,
             "min_submitted": INT,
             "metadata": List(STR),
+            "metadata_visible": BOOL,
             "description": STR,
             "tags": TAGS,
             "for_target": ANY,
@@ -140,7 +142,7 @@ class AnnotationNode(Node):
                    config=dict(cfg), records=cfg["records"], backend=backend, question=q["name"],
                    title=q.get("title", ""), labels=labels, guidelines=cfg.get("guidelines", ""),
                    min_submitted=min_submitted, metadata=list(cfg["metadata"]) if "metadata" in cfg else None,
-                   argilla=argilla)
+                   metadata_visible=bool(cfg.get("metadata_visible", False)), argilla=argilla)
         node._cfg = cfg
         node.root = project.root
         return node
@@ -154,6 +156,7 @@ class AnnotationNode(Node):
         return {"records": self.records, "backend": self.backend, "question": self.question, "title": self.title,
                 "labels": self.labels, "guidelines": self.guidelines, "min_submitted": self.min_submitted,
                 "metadata": self.metadata,
+                **({"metadata_visible": True} if self.metadata_visible else {}),
                 "argilla": {k: a.get(k) for k in ("api_url_env", "workspace", "dataset")}
                 if self.backend == "argilla" else None}
 
@@ -284,7 +287,8 @@ class AnnotationNode(Node):
 
         return DatasetSpec(workspace=self.argilla["workspace"], name=self.argilla["dataset"], question=self.question,
                            labels=self.labels, title=self.title, guidelines=self.guidelines,
-                           min_submitted=self.min_submitted, metadata=meta, fields=FIELDS)
+                           min_submitted=self.min_submitted, metadata=meta, fields=FIELDS,
+                           metadata_visible=self.metadata_visible)
 
     def backend_client(self):
         _, url = self._env("api_url_env", "ARGILLA_API_URL")

@@ -274,26 +274,34 @@ class GenerationNode(Node):
         return None
 
     def plan_detail(self, ctx: NodeContext) -> str | None:
+        """The calls a run would make: the prompts chain evaluated in memory (upstream edits count)."""
+        from ..dry_run import dry_upstream
+
         try:
-            if not ctx.db.exists():
-                return self._calls_unknown()
-            with ctx.connect(read_only=True) as con:
-                if ctx.relation_kind(con, self.prompts) is None:
-                    return self._calls_unknown()
+            with dry_upstream(ctx.project, self.prompts) as con:
                 work, keys, _ = self._work(con)
-        except KtoBuildError:
-            return None
+        except KtoBuildError as exc:  # the run would fail there too: say where
+            return self._calls_unknown(exc.one_line()) + self._missing_keys()
         per_model: dict[str, int] = {}
         for w in work:
             per_model[w.model.name] = per_model.get(w.model.name, 0) + 1
         parts = ", ".join(f"{m.name} {per_model.get(m.name, 0)}" for m in self.models)
         prompts = len(keys) // max(1, len(self.models) * self.num_generations)
         return (f"{len(work)} call{'s' if len(work) != 1 else ''} ({parts}) for the {prompts} prompt"
-                f"{'s' if prompts != 1 else ''} now in '{self.prompts}'")
+                f"{'s' if prompts != 1 else ''} in '{self.prompts}'" + self._missing_keys(work))
 
-    def _calls_unknown(self) -> str:
+    def _missing_keys(self, work: list | None = None) -> str:
+        """Models whose API-key variable is not set (the run would fail on them)."""
+        calling = None if work is None else {w.model.name for w in work}
+        unset = [m for m in self.models if m.api_key_env and not os.environ.get(m.api_key_env)
+                 and (calling is None or m.name in calling)]
+        return "".join(f"; environment variable {m.api_key_env} is not set (model '{m.name}' reads its API key "
+                       "from it)" for m in unset)
+
+    def _calls_unknown(self, why: str = "") -> str:
         per = len(self.models) * self.num_generations
-        return f"{per} call{'s' if per != 1 else ''} per prompt ('{self.prompts}' not built yet)"
+        return (f"{per} call{'s' if per != 1 else ''} per prompt ('{self.prompts}' cannot be read yet"
+                + (f": {why})" if why else ")"))
 
     # ---------------------------------------------------------------- keys
     def _read_prompts(self, con) -> tuple[list[tuple[str, str]], list[str]]:

@@ -109,38 +109,10 @@ class SourceNode(Node):
 
     # ------------------------------------------------------------------ run
     def run(self, ctx: NodeContext) -> NodeResult:
-        text, id_col = self.config.get("text"), self.config.get("id")
         content_hash = self.content_hash(ctx)
         with ctx.transaction() as tx:
             con = tx.con
-            if self.file is not None and _blank(self.file):
-                raise KtoBuildError(f"{self.config.get('path')} is empty (no prompts to load)", self.path,
-                                    self.config.line_of("path"), hint="add rows to the file or point 'path' at "
-                                                                      "another one")
-            if self.file is not None:
-                suffix = "." + self.config["format"] if "format" in self.config else self.file.suffix.lower()
-                relation = READERS[suffix].format(path="'" + str(self.file).replace("'", "''") + "'")
-            else:
-                relation = self._register_dataset(con)
-            try:
-                columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
-            except Exception as exc:
-                raise KtoBuildError(f"cannot read prompt source: {str(exc).splitlines()[0]}",
-                                    self.path, self.line) from None
-            for key, col in (("text", text), ("id", id_col)):
-                if col is not None and col not in columns:
-                    raise KtoBuildError(
-                        f"column '{col}' not found in {self.config.get('path') or self.config.get('dataset')} "
-                        f"(columns: {', '.join(columns)})", self.path, self.config.line_of(key))
-            if text is None:  # a plain table, loaded as it is
-                select = "*"
-            else:
-                excluded = [c for c in (text, id_col) if c]
-                excluded += [c for c in ("prompt_id", "prompt") if c in columns and c not in excluded]
-                rest = "".join(", " + quote(c) for c in columns if c not in excluded)
-                id_expr = f"CAST({quote(id_col)} AS VARCHAR)" if id_col else f"md5(CAST({quote(text)} AS VARCHAR))"
-                select = f"{id_expr} AS prompt_id, CAST({quote(text)} AS VARCHAR) AS prompt{rest}"
-            con.execute(f"CREATE OR REPLACE TABLE {quote(self.name)} AS SELECT {select} FROM {relation}")
+            con.execute(f"CREATE OR REPLACE TABLE {quote(self.name)} AS {self.select_sql(con)}")
             rows = con.execute(f"SELECT count(*) FROM {quote(self.name)}").fetchone()[0]
             stamp = None
             if self.file is not None:
@@ -148,6 +120,36 @@ class SourceNode(Node):
                 stamp = f"{st.st_size}:{st.st_mtime_ns}"
             tx.save(rows=rows, version_parts=[content_hash], extra={"content_hash": content_hash, "stamp": stamp})
         return NodeResult(rows=rows)
+
+    def select_sql(self, con) -> str:
+        """The SELECT this source's table is built from (``kto-build plan`` evaluates it in memory)."""
+        text, id_col = self.config.get("text"), self.config.get("id")
+        if self.file is not None and _blank(self.file):
+            raise KtoBuildError(f"{self.config.get('path')} is empty (no prompts to load)", self.path,
+                                self.config.line_of("path"), hint="add rows to the file or point 'path' at "
+                                                                  "another one")
+        if self.file is not None:
+            suffix = "." + self.config["format"] if "format" in self.config else self.file.suffix.lower()
+            relation = READERS[suffix].format(path="'" + str(self.file).replace("'", "''") + "'")
+        else:
+            relation = self._register_dataset(con)
+        try:
+            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+        except Exception as exc:
+            raise KtoBuildError(f"cannot read prompt source: {str(exc).splitlines()[0]}",
+                                self.path, self.line) from None
+        for key, col in (("text", text), ("id", id_col)):
+            if col is not None and col not in columns:
+                raise KtoBuildError(
+                    f"column '{col}' not found in {self.config.get('path') or self.config.get('dataset')} "
+                    f"(columns: {', '.join(columns)})", self.path, self.config.line_of(key))
+        if text is None:  # a plain table, loaded as it is
+            return f"SELECT * FROM {relation}"
+        excluded = [c for c in (text, id_col) if c]
+        excluded += [c for c in ("prompt_id", "prompt") if c in columns and c not in excluded]
+        rest = "".join(", " + quote(c) for c in columns if c not in excluded)
+        id_expr = f"CAST({quote(id_col)} AS VARCHAR)" if id_col else f"md5(CAST({quote(text)} AS VARCHAR))"
+        return f"SELECT {id_expr} AS prompt_id, CAST({quote(text)} AS VARCHAR) AS prompt{rest} FROM {relation}"
 
     def _data_files(self):
         """``data_files`` with paths made relative to the project root."""

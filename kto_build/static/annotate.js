@@ -1,7 +1,7 @@
 // kto-build local annotator: one record at a time, each answer saved at once.
 "use strict";
 const $ = (id) => document.getElementById(id);
-let info = null, record = null, busy = false;
+let info = null, record = null, busy = false, back = false;
 let me = localStorage.getItem("kto-build-annotator") || "";
 
 function show(section) {
@@ -16,6 +16,7 @@ function error(msg) {
 function progress(p) {
   const parts = [];
   if (me) parts.push(`${p.mine} rated by you`, `${p.pending_for_me} left for you`);
+  if (me && p.skipped) parts.push(`${p.skipped} skipped`);
   parts.push(`${p.completed} of ${p.total} records complete`);
   $("progress").textContent = parts.join(" · ");
 }
@@ -36,6 +37,12 @@ function render(data) {
   $("prompt").textContent = record.prompt;
   $("completion").textContent = record.completion;
   $("meta").textContent = Object.entries(record.metadata).map(([k, v]) => `${k}: ${v}`).join(" · ");
+  // a record shown again: by "back" (your answer, to change) or a skipped one at the end
+  const mine = record.mine;
+  $("again").textContent = !mine ? "" : mine.status === "submitted"
+    ? `Your answer: ${mine.value}. Choose again to change it.` : "You skipped this one before.";
+  for (const b of document.querySelectorAll("#labels button"))
+    b.classList.toggle("chosen", !!mine && mine.status === "submitted" && b.dataset.value === mine.value);
   show("rate");
 }
 
@@ -49,12 +56,24 @@ async function answer(value, status) {
   busy = true;
   try {
     const body = { record_id: record.id, annotator: me, value, status };
+    back = false;
     render(await call("/api/answer", { method: "POST", headers: { "Content-Type": "application/json" },
                                         body: JSON.stringify(body) }));
     error("");
   } catch (e) {
     error("Not saved: " + e.message + " (press the button again to retry)");
   } finally { busy = false; }
+}
+
+async function previous() {
+  if (busy || !me) return;
+  busy = true;
+  try {
+    const before = back && record ? "&before=" + encodeURIComponent(record.id) : "";
+    const data = await call("/api/previous?annotator=" + encodeURIComponent(me) + before);
+    if (data.record) { back = true; render(data); }
+    error(data.record ? "" : "Nothing earlier to go back to.");
+  } catch (e) { error(e.message); } finally { busy = false; }
 }
 
 async function start() {
@@ -98,10 +117,14 @@ $("switch").addEventListener("click", (ev) => {
   $("name").focus();
 });
 $("skip").addEventListener("click", () => answer(null, "discarded"));
+$("back").addEventListener("click", () => previous());
+$("back-done").addEventListener("click", () => previous());
 document.addEventListener("keydown", (ev) => {
+  if (!$("done").hidden && (ev.key === "u" || ev.key === "U")) { ev.preventDefault(); previous(); return; }
   if ($("rate").hidden || ev.target.tagName === "INPUT" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const n = parseInt(ev.key, 10);
   if (info && n >= 1 && n <= info.labels.length) { ev.preventDefault(); answer(info.labels[n - 1], "submitted"); }
   else if (ev.key === "s" || ev.key === "S") { ev.preventDefault(); answer(null, "discarded"); }
+  else if (ev.key === "Backspace" || ev.key === "u" || ev.key === "U") { ev.preventDefault(); previous(); }
 });
 start().catch((e) => error(e.message));

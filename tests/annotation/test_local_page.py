@@ -100,16 +100,26 @@ def test_rate_in_the_browser_reload_and_answers_are_in_duckdb(browser, annotate_
     wait_text(d, "completion", r"old pond 2")
     d.find_element(By.TAG_NAME, "body").send_keys("s")  # g00002: skip
     wait_text(d, "completion", r"old pond 3")
-    wait_text(d, "progress", r"2 rated by you · 1 left for you · 2 of 4 records complete")
+    wait_text(d, "progress", r"2 rated by you · 1 left for you · 1 skipped · 2 of 4 records complete")
 
     d.refresh()  # the name is remembered, the answers come from DuckDB
-    wait_text(d, "progress", r"2 rated by you · 1 left for you · 2 of 4 records complete")
+    wait_text(d, "progress", r"2 rated by you · 1 left for you · 1 skipped · 2 of 4 records complete")
     wait_text(d, "completion", r"old pond 3")
 
     # `kto-build run` works while the page is open (one short write per answer)
     r = kto(root, "run")
     assert "START annotation haiku_ratings (new answers in the log)" in r.stdout
     d.find_element(By.TAG_NAME, "body").send_keys("1")  # g00003: Yes, after the run
+    # the skipped record comes back at the end
+    wait_text(d, "completion", r"old pond 2")
+    wait_text(d, "again", r"You skipped this one before\.")
+    assert d.find_element(By.ID, "meta").text == ""  # model_name is not shown to raters
+    d.find_element(By.TAG_NAME, "body").send_keys("u")  # back: the last answer, to change it
+    wait_text(d, "completion", r"old pond 3")
+    wait_text(d, "again", r"Your answer: Yes\. Choose again to change it\.")
+    d.find_element(By.TAG_NAME, "body").send_keys("2")  # g00003: changed to No
+    wait_text(d, "completion", r"old pond 2")
+    d.find_element(By.TAG_NAME, "body").send_keys("1")  # g00002: Yes at last
     wait_text(d, "done", r"(?i)nothing left to rate")
 
     con = duckdb.connect(str(root / "target/kto_build.duckdb"), read_only=True)
@@ -121,7 +131,9 @@ def test_rate_in_the_browser_reload_and_answers_are_in_duckdb(browser, annotate_
     assert rows == [("g00000", "ada", "Ada", "Yes", "submitted", "local"),
                     ("g00001", "ada", "Ada", "No", "submitted", "local"),
                     ("g00002", "ada", "Ada", None, "discarded", "local"),
-                    ("g00003", "ada", "Ada", "Yes", "submitted", "local")]
+                    ("g00003", "ada", "Ada", "Yes", "submitted", "local"),
+                    ("g00003", "ada", "Ada", "No", "submitted", "local"),
+                    ("g00002", "ada", "Ada", "Yes", "submitted", "local")]
     r = kto(root, "run")
     assert "START model votes" in r.stdout
 

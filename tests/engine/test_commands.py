@@ -29,11 +29,26 @@ def test_ls(proj):
 
 def test_compile_inlines_vars_for_views(proj):
     out = proj.cli("compile", "shouty").output
-    assert out.startswith('CREATE OR REPLACE VIEW "shouty" AS')
+    assert out.startswith('SET VARIABLE "suffix" = \'!\';\nCREATE OR REPLACE VIEW "shouty" AS')
     assert "'!'" in out and "getvariable" not in out
     out = proj.cli("compile", "stg_prompts").output
-    assert out.startswith('CREATE OR REPLACE TABLE "stg_prompts" AS')
-    assert "getvariable('min_len')" in out  # tables read vars set on the connection
+    assert out.startswith('SET VARIABLE "min_len" = 3;\nCREATE OR REPLACE TABLE "stg_prompts" AS')
+
+
+def test_compile_output_runs_as_is_in_a_plain_duckdb(proj):
+    """Pasted into a duckdb shell with no project vars, it builds the same rows (issue 8, item 9)."""
+    import duckdb
+
+    proj.run()
+    expected = proj.query("select * from stg_prompts order by 1")
+    assert len(expected) == 2
+    con = duckdb.connect(str(proj.root / "target" / "kto_build.duckdb"))
+    try:
+        con.execute("create schema scratch; use scratch; create view raw_prompts as select * from main.raw_prompts")
+        con.execute(proj.cli("compile", "stg_prompts").output)
+        assert con.execute("select * from stg_prompts order by 1").fetchall() == expected
+    finally:
+        con.close()
 
 
 def test_view_readable_from_a_plain_duckdb_connection(proj):
@@ -65,8 +80,17 @@ def test_init_creates_a_runnable_project(tmp_path):
     assert res.returncode == 0, res.stderr
     assert (dest / "project.yml").exists() and (dest / "sources.yml").exists()
     assert (dest / "data" / "prompts.jsonl").exists() and list((dest / "models").glob("*.sql"))
+    assert (dest / ".gitignore").read_text().splitlines()[1] == "target/"
     res = subprocess.run([sys.executable, "-m", "kto_build.cli", "init", str(dest)], capture_output=True, text=True)
-    assert res.returncode == 2 and "exists already" in res.stderr
+    assert res.returncode == 2
+    assert res.stderr == (f"error: {dest} is not empty; init makes new projects only "
+                          "(choose a new folder, e.g. 'kto-build init my_project')\n")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    res = subprocess.run([sys.executable, "-m", "kto_build.cli", "init", str(tmp_path / "other")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "is not empty" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["notes.txt"]  # nothing written
     res = subprocess.run([sys.executable, "-m", "kto_build.cli", "--project-dir", str(dest), "ls"],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -86,7 +110,12 @@ def _g(edges: dict[str, list[str]], tags=None) -> Graph:
     (["+c+"], None, ["a", "b", "c", "d"]),
     (["tag:t"], None, ["b", "e"]),
     (["b+", "e"], None, ["b", "c", "d", "e"]),
-    (["b+,e"], None, ["b", "c", "d", "e"]),
+    (["b+ e"], None, ["b", "c", "d", "e"]),  # a space: union, as in dbt
+    (["b+,e"], None, []),  # a comma: intersection, as in dbt
+    (["b+,tag:t"], None, ["b"]),
+    (["+d,c+"], None, ["c", "d"]),
+    (["+d,c+ e"], None, ["c", "d", "e"]),
+    (["a+"], ["+d,c+"], ["a", "b", "e"]),
     (None, ["b+"], ["a", "e"]),
     (["+d"], ["tag:t"], ["a", "c", "d"]),
     (["kind:node"], ["a"], ["b", "c", "d", "e"]),

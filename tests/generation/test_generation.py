@@ -88,7 +88,7 @@ def test_settings_change_generates_anew_and_keeps_old_rows(gproj, llm_server):
     old_fp = gproj.scalar("SELECT DISTINCT model_fingerprint FROM gens")
     llm_server.reset()
     gproj.generator(models=gproj.model_entry(generation="{temperature: 0.2, max_new_tokens: 32}"))
-    assert gproj.load().plan().items[1].detail == "20 calls (srv 20) for the 20 prompts now in 'raw'"
+    assert gproj.load().plan().items[1].detail == "20 calls (srv 20) for the 20 prompts in 'raw'"
     rr = gproj.run()
     assert rr.ok and llm_server.requests == 20
     new_fp = gproj.scalar("SELECT DISTINCT model_fingerprint FROM gens")
@@ -139,7 +139,7 @@ def test_failures_are_retried_recorded_and_retried_next_run(gproj, llm_server):
     # the next run retries exactly the failed rows
     plan = gproj.load().plan()
     assert plan.items[1].action == "build" and plan.items[1].reason == "4 failed generations to retry"
-    assert plan.items[1].detail == "4 calls (srv 4) for the 16 prompts now in 'raw'"
+    assert plan.items[1].detail == "4 calls (srv 4) for the 16 prompts in 'raw'"
     llm_server.configure(fail_marker=None, empty_marker=None, bad_request_marker=None, rate_limit_every=0)
     llm_server.reset()
     rr = gproj.run()
@@ -253,7 +253,7 @@ def test_two_models_and_samples(gproj, llm_server):
     gproj.generator(models=gproj.model_entry(name="a") + gproj.model_entry(name="b", generation="{temperature: 0.1}"),
                     num_generations=2)
     plan = gproj.load().plan()
-    assert plan.items[1].detail == "4 calls per prompt ('raw' not built yet)"
+    assert plan.items[1].detail == "80 calls (a 40, b 40) for the 20 prompts in 'raw'"  # read in memory
     rr = gproj.run()
     assert rr.ok and llm_server.requests == 80
     assert gproj.query("SELECT model_name, count(*) FROM gens GROUP BY 1 ORDER BY 1") == [("a", 40), ("b", 40)]
