@@ -51,12 +51,13 @@ def size_category(n: int) -> str:
 
 
 def redact(value: Any) -> Any:
-    """Settings with credential-like keys become '<redacted>' (``*_env`` names stay)."""
+    """Settings with credential-like keys and a text value become '<redacted>' (``*_env`` names stay; numbers
+    such as ``max_new_tokens: 40`` are generation settings, never credentials)."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             key = str(k)
-            if _SECRET_KEY.search(key) and not key.endswith("_env") and not isinstance(v, (dict, list)):
+            if _SECRET_KEY.search(key) and not key.endswith("_env") and isinstance(v, str):
                 out[key] = "<redacted>"
             else:
                 out[key] = redact(v)

@@ -250,6 +250,8 @@ def test_card_redacts_secret_settings():
 
     assert redact({"api_key": "sk-123", "api_key_env": "OPENAI_API_KEY", "params": {"token": "hf_x", "n": 1}}) == {
         "api_key": "<redacted>", "api_key_env": "OPENAI_API_KEY", "params": {"token": "<redacted>", "n": 1}}
+    assert redact({"generation": {"max_new_tokens": 40, "max_tokens": 8}}) == {
+        "generation": {"max_new_tokens": 40, "max_tokens": 8}}
 
 
 def test_unknown_model_and_bad_config(tmp_path):

@@ -9,7 +9,9 @@ deterministic text, ``usage`` token counts, and knobs the tests turn:
 - ``fail_marker``: prompts containing it always get HTTP 500;
 - ``empty_marker``: prompts containing it get ``"content": null`` (which
   distilabel's OpenAILLM turns into a ``None`` generation);
-- ``bad_request_marker``: prompts containing it always get HTTP 400.
+- ``bad_request_marker``: prompts containing it always get HTTP 400;
+- ``hold_after``: requests after the n-th are held unanswered (``held`` counts them) until
+  ``configure(hold_after=None)``, ``reset()`` or ``stop()``: a test can stop a client at an exact point.
 
 It counts requests (total, per status, per prompt text). In-process use:
 ``with LLMServer(latency=0.01) as srv: srv.url``. As a process (benchmarks):
@@ -103,6 +105,9 @@ class LLMServer:
         self.port = port
         self.lock = threading.Lock()
         self.random = random.Random(seed)
+        self._release = threading.Event()
+        self.hold_after: int | None = None
+        self.held = 0
         self.configure(latency=latency, fail_rate=fail_rate, rate_limit_every=rate_limit_every,
                        fail_marker=fail_marker, empty_marker=empty_marker, bad_request_marker=bad_request_marker)
         self.reset()
@@ -113,12 +118,17 @@ class LLMServer:
     def configure(self, **knobs) -> None:
         for k, v in knobs.items():
             if k not in ("latency", "fail_rate", "rate_limit_every", "fail_marker", "empty_marker",
-                         "bad_request_marker"):
+                         "bad_request_marker", "hold_after"):
                 raise ValueError(f"unknown knob {k}")
             setattr(self, k, v)
+        if knobs.get("hold_after", 0) is None:
+            self._release.set()
 
     def reset(self) -> None:
+        self._release.set()
+        self.hold_after = None
         with self.lock:
+            self.held = 0
             self.requests = 0
             self.by_status: Counter = Counter()
             self.by_prompt: Counter = Counter()
@@ -144,7 +154,13 @@ class LLMServer:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             fail = self.fail_rate and self.random.random() < self.fail_rate
+            hold = self.hold_after is not None and n > self.hold_after
+            if hold:
+                self.held += 1
+                self._release.clear()
         try:
+            if hold:
+                self._release.wait()
             if self.latency:  # answer `latency` seconds after the request arrived
                 time.sleep(max(0.0, self.latency - (time.monotonic() - (received or time.monotonic()))))
             status, payload, headers = 200, None, {}
@@ -197,6 +213,7 @@ class LLMServer:
         return self
 
     def stop(self) -> None:
+        self._release.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
