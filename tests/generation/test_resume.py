@@ -87,29 +87,37 @@ def test_database_can_be_queried_between_batches(gproj, llm_server):
     gproj.prompts([f"Write a haiku about queried thing {i}." for i in range(150)])
     gproj.generator(models=gproj.model_entry(extra="concurrency: 2"),
                     settings="batch_size: 10\nbackoff: 0.01\ncommit_seconds: 0.2")
-    llm_server.configure(latency=0.02)
+    llm_server.configure(hold_after=30)  # the run pauses after 30 answers, then after 60: no clock
     exe = str(Path(sys.executable).parent / "kto-build")
     proc = subprocess.Popen([exe, "--project-dir", str(gproj.root), "run"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ))
+
+    def committed() -> int | None:
+        """The committed row count, read while the run is still going (None: the file is busy right now)."""
+        try:
+            con = duckdb.connect(str(gproj.root / "target" / "kto_build.duckdb"), read_only=True)
+        except duckdb.Error:  # a batch is being committed right now
+            return None
+        try:
+            return con.execute("SELECT count(*) FROM _kto_build.generations").fetchone()[0]
+        except duckdb.CatalogException:
+            return None
+        finally:
+            con.close()
+
     seen: list[int] = []
-    deadline = time.monotonic() + 60
     try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                con = duckdb.connect(str(gproj.root / "target" / "kto_build.duckdb"), read_only=True)
-            except duckdb.Error:  # a batch is being committed right now
-                time.sleep(0.01)
-                continue
-            try:
-                seen.append(con.execute("SELECT count(*) FROM _kto_build.generations").fetchone()[0])
-            except duckdb.CatalogException:
-                pass
-            finally:
-                con.close()
-            time.sleep(0.05)
+        for pause in (30, 60):
+            while committed() != pause:  # every answer read so far gets committed while the run waits
+                assert proc.poll() is None, "the run ended early"
+                time.sleep(0.01)  # polling the row count, not waiting for time to pass
+            seen.append(pause)
+            llm_server.configure(hold_after=None)
+            if pause == 30:
+                llm_server.configure(hold_after=60)
     finally:
-        proc.wait(timeout=60)
+        llm_server.configure(hold_after=None)
+        proc.wait(timeout=600)  # a hang guard only
     assert proc.returncode == 0
-    mid_run = [n for n in seen if 0 < n < 150]
-    assert len(set(mid_run)) >= 2, seen  # several distinct, growing counts were read during the run
-    assert mid_run == sorted(mid_run)
+    assert seen == [30, 60]
+    assert committed() == 150
