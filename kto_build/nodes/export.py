@@ -32,7 +32,6 @@ first: an error stops the export before any file is written.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -44,6 +43,7 @@ from ..errors import KtoBuildError
 from ..sql import quote
 from ..yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar
 from .base import Node, NodeResult
+from .export_files import digest, files, write_empty_shard
 
 if TYPE_CHECKING:
     from ..runner import NodeContext
@@ -167,14 +167,14 @@ class ExportNode(Node):
         if missing:
             return f"files missing: {missing[0]}"
         stored = ctx.state.extra.get("hashes") or {}
-        for shown, (size, mtime, digest) in stored.items():
+        for shown, (size, mtime, sha) in stored.items():
             now = self.root / shown
             if not now.is_file():
                 return f"files missing: {shown}"
             st = now.stat()
             if (st.st_size, st.st_mtime_ns) == (size, mtime):
                 continue  # untouched since written: no need to hash it again
-            if _digest(now) != digest:
+            if digest(now) != sha:
                 return f"files changed: {shown}"
         if self.hub and not ctx.offline and not ctx.state.extra.get("pushed"):
             return f"not pushed to {self.hub['repo_id']} yet"
@@ -276,9 +276,9 @@ class ExportNode(Node):
                 pushed = self._push(ds, ctx, stats, columns, token)
         hashes = {}
         for shown in written.values():
-            for f in _files(self.root / shown):
+            for f in files(self.root / shown):
                 st = f.stat()
-                hashes[self._display(f)] = [st.st_size, st.st_mtime_ns, _digest(f)]
+                hashes[self._display(f)] = [st.st_size, st.st_mtime_ns, digest(f)]
         with ctx.transaction() as tx:
             tx.save(rows=ds.num_rows, version_parts=[ds._fingerprint],
                     extra={"files": written, "pushed": pushed, "stats": _jsonable(stats), "hashes": hashes})
@@ -311,7 +311,7 @@ class ExportNode(Node):
                     shutil.rmtree(tmp)
                 ds.save_to_disk(str(tmp))
                 if ds.num_rows == 0:
-                    _write_empty_shard(ds, tmp)
+                    write_empty_shard(ds, tmp)
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)
@@ -377,37 +377,6 @@ class ExportNode(Node):
         card = DatasetCard("---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body)
         card.push_to_hub(repo, repo_type="dataset", token=token, revision=kwargs.get("revision"),
                          commit_message=f"{kwargs['commit_message']}: dataset card")
-
-
-def _write_empty_shard(ds, folder: Path) -> None:
-    """datasets 5 saves a 0-row dataset with no data file and ``load_from_disk`` then raises IndexError:
-    write the one (empty) Arrow shard it expects, with the dataset's schema, and list it in state.json."""
-    import json
-
-    import pyarrow as pa
-
-    state_file = folder / "state.json"
-    state = json.loads(state_file.read_text(encoding="utf-8"))
-    if state.get("_data_files"):
-        return
-    name = "data-00000-of-00001.arrow"
-    schema = ds.features.arrow_schema.with_metadata(ds.data.table.schema.metadata)
-    with pa.OSFile(str(folder / name), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_table(schema.empty_table())
-    state["_data_files"] = [{"filename": name}]
-    state_file.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
-
-
-def _files(path: Path) -> list[Path]:
-    return sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _feature_name(f) -> str:
