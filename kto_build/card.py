@@ -51,12 +51,13 @@ def size_category(n: int) -> str:
 
 
 def redact(value: Any) -> Any:
-    """Settings with credential-like keys become '<redacted>' (``*_env`` names stay)."""
+    """Settings with credential-like keys and a text value become '<redacted>' (``*_env`` names stay; numbers
+    such as ``max_new_tokens: 40`` are generation settings, never credentials)."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             key = str(k)
-            if _SECRET_KEY.search(key) and not key.endswith("_env") and not isinstance(v, (dict, list)):
+            if _SECRET_KEY.search(key) and not key.endswith("_env") and isinstance(v, str):
                 out[key] = "<redacted>"
             else:
                 out[key] = redact(v)
@@ -92,17 +93,17 @@ def collect_stats(con, project: Project, node: ExportNode, table_rows: int) -> d
     if "prompt" in cols:
         stats["prompts"] = con.execute(f"select count(distinct prompt) from {q}").fetchone()[0]
     upstream = project.graph.ancestors(node.model) | {node.model}
-    annotators, answers, agreement = set(), 0, None
+    annotators, answers, logged, agreement = set(), 0, 0, None
     for name in sorted(upstream):
         if name not in rels:
             continue
         tcols = {r[0] for r in con.execute(f"describe {quote(name)}").fetchall()}
         kind = project.nodes[name].kind
         if {"record_id", "annotator_id", "value"} <= tcols and kind != "model":  # an annotation log
-            where = " where status = 'submitted'" if "status" in tcols else ""
-            rows = con.execute(f"select distinct annotator_id from {quote(name)}{where}").fetchall()
+            rows = con.execute(f"select distinct annotator_id from ({_current(name, tcols)})").fetchall()
             annotators |= {r[0] for r in rows}
-            answers += con.execute(f"select count(*) from {quote(name)}{where}").fetchone()[0]
+            answers += con.execute(f"select count(*) from ({_current(name, tcols)})").fetchone()[0]
+            logged += con.execute(f"select count(*) from {quote(name)}").fetchone()[0]
         if {"agreement", "annotators"} <= tcols and agreement is None:
             avg, full, n = con.execute(
                 f"select avg(agreement), count(*) filter (where agreement >= 1), count(*) from {quote(name)} "
@@ -110,9 +111,20 @@ def collect_stats(con, project: Project, node: ExportNode, table_rows: int) -> d
             agreement = {"table": name, "mean": avg, "unanimous": full, "rated_by_2_or_more": n}
     stats["annotators"] = len(annotators)
     stats["answers"] = answers
+    stats["logged"] = logged
     if agreement is not None:
         stats["agreement"] = agreement
     return stats
+
+
+def _current(table: str, cols: set[str]) -> str:
+    """The answers that count now: per (record, question, annotator) the latest event, when it is a submit
+    (as Argilla shows it: a discard or draft saved after a submit withdraws it)."""
+    keys = ", ".join(c for c in ("record_id", "question", "annotator_id") if c in cols)
+    order = ", ".join(c + " desc" for c in ("response_updated_at", "pulled_at") if c in cols) or "record_id"
+    status = " where status = 'submitted'" if "status" in cols else ""
+    return (f"select * from (select *, row_number() over (partition by {keys} order by {order}) as newest "
+            f"from {quote(table)}) where newest = 1" + (status.replace(" where", " and") if status else ""))
 
 
 def lineage(project: Project, model: str) -> list[dict]:
@@ -131,6 +143,9 @@ def lineage(project: Project, model: str) -> list[dict]:
                     settings = json.loads(settings)
                 except ValueError:
                     pass
+            if n.kind == "generation" and isinstance(settings, dict):  # what decides the text, too
+                for entry, m in zip(settings.get("models") or [], getattr(n, "models", []), strict=False):
+                    entry["generation"] = getattr(m, "generation", {})
             item["settings"] = redact(_plain(settings))
         out.append(item)
     return out
@@ -153,8 +168,7 @@ def render(project: Project, node: ExportNode, stats: dict, columns: dict[str, s
     meta: dict[str, Any] = {}
     if cfg.get("license"):
         meta["license"] = str(cfg["license"])
-    same = project.name == node.name
-    meta["pretty_name"] = node.pretty_name or (node.name if same else f"{project.name} {node.name}")
+    meta["pretty_name"] = node.pretty_name or node.name
     meta["size_categories"] = [size_category(rows)]
     meta["task_categories"] = ["text-generation"]
     meta["tags"] = tags
@@ -165,7 +179,7 @@ def render(project: Project, node: ExportNode, stats: dict, columns: dict[str, s
 
 def body(project: Project, node: ExportNode, stats: dict, columns: dict[str, str]) -> str:
     cfg = project.config
-    title = node.pretty_name or (node.name if project.name == node.name else f"{project.name}: {node.name}")
+    title = node.pretty_name or node.name
     lines = [f"# {title}", ""]
     desc = node.description or cfg.get("description") or ""
     if desc:
@@ -189,11 +203,19 @@ def body(project: Project, node: ExportNode, stats: dict, columns: dict[str, str
         if pos and neg:
             lines.append(f"- TRL recommends (desirable_weight x {pos}) : (undesirable_weight x {neg}) between "
                          "1:1 and 4:3")
-    lines.append(f"- annotators: {stats.get('annotators', 0)} ({stats.get('answers', 0)} submitted answers logged)")
+    lines.append(f"- annotators: {stats.get('annotators', 0)} ({stats.get('answers', 0)} current submitted answers; "
+                 f"the log keeps {stats.get('logged', 0)} events)")
     ag = stats.get("agreement")
     if ag and ag.get("rated_by_2_or_more"):
         lines.append(f"- agreement (from `{ag['table']}`, items with 2+ answers): mean majority share "
                      f"{ag['mean']:.3f}, unanimous {ag['unanimous']} of {ag['rated_by_2_or_more']}")
+    if not stats.get("rows"):
+        lines += ["", "**This export is empty.** datasets' `load_dataset` refuses a 0-row Parquet or JSONL file "
+                  "(\"Instruction 'train' corresponds to no data\"), so `load_dataset` on this folder fails until "
+                  "rows arrive. " + ("Load it with `datasets.load_from_disk(\"dataset\")` (this folder): 0 rows, "
+                                     "the exact features." if "save_to_disk" in node.outputs else
+                                     "Read the file with `pyarrow.parquet.read_table` or add `save_to_disk` to the "
+                                     "export's outputs.")]
     rules = {k: project.vars[k] for k in sorted(_vars_upstream(project, node.model)) if k in project.vars}
     if rules:
         lines += ["", "## Rules (project vars read by the SQL)", "", "```yaml",

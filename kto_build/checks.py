@@ -485,6 +485,8 @@ def check_format(con, table: str, fmt: str, style: str = "standard", weights: di
                               f"(sample: {sample(where)})")
     total = con.execute(f"select count(*) from {q}").fetchone()[0]
     rep.stats["rows"] = total
+    if style == "standard" and not rep.errors:
+        rep.warnings.extend(_seam_warnings(con, q, fmt, text_cols))
     if total == 0:
         rep.warnings.append(f"'{table}' has no rows: the exported dataset is empty")
     if fmt == "kto" and not rep.errors:
@@ -495,6 +497,21 @@ def check_format(con, table: str, fmt: str, style: str = "standard", weights: di
         rep.warnings.extend(kto_balance_warnings(pos, neg, float(w.get("desirable_weight", 1.0)),
                                                  float(w.get("undesirable_weight", 1.0))))
     return rep
+
+
+def _seam_warnings(con, q: str, fmt: str, text_cols: list[str]) -> list[str]:
+    """TRL joins prompt + completion (chosen, rejected) as plain text: with no whitespace at the seam the
+    last word of the prompt and the first of the answer merge into one token run."""
+    out = []
+    for c in text_cols[1:]:
+        where = f"not regexp_matches(prompt, '\\s$') and not regexp_matches({quote(c)}, '^\\s')"
+        n = con.execute(f"select count(*) from {q} where {where}").fetchone()[0]
+        if n:
+            ex = con.execute(f"select right(prompt, 12) || {quote(c)}[:12] from {q} where {where} "
+                             "limit 1").fetchone()[0]
+            out.append(f"{n} rows join prompt and {c} with no whitespace between them (TRL concatenates the two: "
+                       f"{ex!r}); use style: conversational, or end the prompts with a newline")
+    return out
 
 
 def kto_balance_warnings(pos: int, neg: int, dw: float = 1.0, uw: float = 1.0) -> list[str]:

@@ -1,8 +1,9 @@
 -- DPO pairs (TRL: prompt, chosen, rejected): per prompt the best- and the worst-rated
 -- generation by up-vote share, when their shares differ by at least `dpo_min_margin`.
 -- Ties break towards more answers, then the smaller generation_id (deterministic).
+-- system_prompt is the chosen generation's (the system message of a conversational export).
 with scored as (
-    select prompt_id, prompt, generation_id, completion, up_share as score, annotators
+    select prompt_id, prompt, system_prompt, generation_id, completion, up_share as score, annotators
     from label_votes
     where annotators >= getvariable('min_annotators')
 ),
@@ -19,6 +20,7 @@ select
     b.prompt,
     b.completion as chosen,
     w.completion as rejected,
+    b.system_prompt,
     b.score as chosen_score,
     w.score as rejected_score,
     b.generation_id as chosen_id,

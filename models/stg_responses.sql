@@ -1,5 +1,8 @@
--- The latest submitted answer per record and annotator, from the append-only log.
--- Drafts and discards are ignored: a submitted answer counts until a newer one is submitted.
+-- The current answer per record and annotator, from the append-only log: the latest
+-- event decides, as Argilla shows it. A discard (or a draft) saved after a submitted
+-- answer withdraws it; the log (haiku_ratings) keeps every row.
+-- The old rule, "a submitted answer counts until a newer one is submitted", is one
+-- line: move `and status = 'submitted'` from the outer WHERE into the inner one.
 select
     record_id,
     annotator_id,
@@ -16,7 +19,7 @@ from (
         ) as newest_first
     from haiku_ratings
     where question = 'label'
-      and status = 'submitted'
 ) as r
 where newest_first = 1
+  and status = 'submitted'
 order by record_id, annotator_id

@@ -5,15 +5,17 @@ documents them (models/*.yml descriptions, the comments at the top of each
 models/*.sql, project.yml vars), written from those words, not from the SQL:
 
 1. prompt source (``text: instructions``): prompt_id = md5 of the text, prompt = the text.
-2. stg_prompts: trimmed; empty prompts dropped; one row per distinct trimmed text,
-   the smallest prompt_id wins.
-3. stg_generations: status 'ok' and a non-empty trimmed completion, joined to the
-   cleaned prompt by its (trimmed) text; completion trimmed.
-4. stg_responses: question 'label', status 'submitted' only (drafts and discards are
-   ignored: a submitted answer counts until a newer one is submitted); per
-   (record, annotator) the newest by response_updated_at, then pulled_at, then value;
+2. stg_prompts: all Unicode whitespace stripped at both ends; blank prompts dropped;
+   one row per distinct stripped text, the smallest prompt_id wins.
+3. stg_generations: status 'ok' and a non-blank stripped completion, joined to the
+   cleaned prompt by its (stripped) text; completion stripped.
+4. stg_responses: question 'label'; per (record, annotator) the latest event by
+   response_updated_at, then pulled_at, then value decides, and counts only when it
+   is a submit (a discard or draft after a submit withdraws it);
    up = value == var positive_label.
-5. label_votes: per generation of stg_generations with answers: up, down,
+5. label_votes: answers to copies of one (prompt, completion) text go to its smallest
+   generation_id, one per annotator (the latest); per generation of stg_generations
+   with answers: up, down,
    annotators, up_share = up / annotators, agreement = max(up, down) / annotators.
 6. kto: annotators >= min_annotators, agreement >= min_agreement, up != down;
    label = up > down.
@@ -37,8 +39,13 @@ import pandas as pd
 QUESTION = "label"
 
 
+#: Unicode White_Space, plus zero-width space and BOM (the class the example's models strip)
+_WS = "\t\n\x0b\x0c\r \x85\u00a0\u1680" + "".join(chr(c) for c in range(0x2000, 0x200C)) + \
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+
+
 def _trim(s: pd.Series) -> pd.Series:
-    return s.str.strip(" ")  # DuckDB's trim(): spaces
+    return s.str.strip(_WS)
 
 
 def reference(data_dir: str | Path, variables: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -70,10 +77,16 @@ def reference(data_dir: str | Path, variables: dict) -> tuple[pd.DataFrame, pd.D
     r = pd.read_parquet(data / "ratings.parquet",
                         columns=["record_id", "annotator_id", "question", "value", "status",
                                  "response_updated_at", "pulled_at"])
-    r = r[(r["question"] == QUESTION) & (r["status"] == "submitted")]
+    r = r[r["question"] == QUESTION]
     r = r.sort_values(["record_id", "annotator_id", "response_updated_at", "pulled_at", "value"],
                       ascending=[True, True, False, False, True])
     r = r.drop_duplicates(["record_id", "annotator_id"], keep="first")
+    r = r[r["status"] == "submitted"]
+    canonical = gens.groupby(["prompt", "completion"])["generation_id"].transform("min")
+    r = r.merge(pd.DataFrame({"record_id": gens["generation_id"], "canonical": canonical}), on="record_id")
+    r = r.sort_values(["canonical", "annotator_id", "response_updated_at"], ascending=[True, True, False])
+    r = r.drop_duplicates(["canonical", "annotator_id"], keep="first")
+    r["record_id"] = r["canonical"]
     r["up"] = (r["value"] == pos).astype(int)
 
     # 5: votes per generation

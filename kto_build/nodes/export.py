@@ -8,7 +8,7 @@
         format: kto                # kto | dpo | raw
         style: standard            # standard (strings) | conversational ({role, content} lists)
         outputs: [parquet, jsonl, save_to_disk]
-        path: target/exports/haiku_kto      # default: <target dir>/exports/<name>
+        path: target/exports/dev/haiku_kto  # default: <target dir>/exports/<target>/<name>
         split: train
         weights: {desirable_weight: 1.0, undesirable_weight: 1.0}   # KTO balance check
         push_to_hub:
@@ -18,9 +18,15 @@
           split: train
           token_env: HF_TOKEN      # the NAME of the environment variable holding the token
 
+Each target writes its own folder by default (``target/exports/dev/haiku_kto``,
+``target/exports/prod/haiku_kto``), so ``run -t prod`` never overwrites dev's files.
+
 An export rebuilds when its model's data version changes, its settings
-change, an output is missing, or a configured push has not happened yet; it
-never creates a DuckDB table. The format checks in ``checks.check_format`` run
+change, an output is missing or is not the file it wrote (a SHA-256 per
+file is kept in its state), or a configured push has not happened yet; it
+never creates a DuckDB table. In conversational style the generator's system
+prompt (a ``system_prompt`` column of the model, when present and not empty)
+becomes the first message of ``prompt``. The format checks in ``checks.check_format`` run
 first: an error stops the export before any file is written.
 """
 
@@ -37,6 +43,7 @@ from ..errors import KtoBuildError
 from ..sql import quote
 from ..yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar
 from .base import Node, NodeResult
+from .export_files import digest, files, write_empty_shard
 
 if TYPE_CHECKING:
     from ..runner import NodeContext
@@ -111,7 +118,7 @@ class ExportNode(Node):
             raise KtoBuildError(f"export '{name}' writes nothing: list outputs or add push_to_hub", cfg.path,
                                 cfg.line_of("outputs"), hint="outputs: [parquet, jsonl, save_to_disk]")
         path = cfg.get("path")
-        out_dir = (project.root / path) if path else (project.target_dir / "exports" / name)
+        out_dir = (project.root / path) if path else (project.target_dir / "exports" / project.target / name)
         tags = cfg.get("tags", [])
         return cls(
             name=name, path=cfg.path, line=cfg.line, depends_on=[str(cfg["model"]).lower()],
@@ -158,7 +165,17 @@ class ExportNode(Node):
             return None
         missing = [p for p in self.output_paths().values() if not (self.root / p).exists()]
         if missing:
-            return f"output missing: {missing[0]}"
+            return f"files missing: {missing[0]}"
+        stored = ctx.state.extra.get("hashes") or {}
+        for shown, (size, mtime, sha) in stored.items():
+            now = self.root / shown
+            if not now.is_file():
+                return f"files missing: {shown}"
+            st = now.stat()
+            if (st.st_size, st.st_mtime_ns) == (size, mtime):
+                continue  # untouched since written: no need to hash it again
+            if digest(now) != sha:
+                return f"files changed: {shown}"
         if self.hub and not ctx.offline and not ctx.state.extra.get("pushed"):
             return f"not pushed to {self.hub['repo_id']} yet"
         return None
@@ -189,6 +206,10 @@ class ExportNode(Node):
                 parts.append(f"{qc}")
             elif self.style == "standard":
                 parts.append(qc)
+            elif types[c] == "VARCHAR" and c == "prompt" and types.get("system_prompt") == "VARCHAR":
+                user, system = "{'role': 'user', 'content': prompt}", "{'role': 'system', 'content': system_prompt}"
+                parts.append(f"case when coalesce(system_prompt, '') = '' then [{user}] "
+                             f"else [{system}, {user}] end as prompt")
             elif types[c] == "VARCHAR":
                 parts.append(f"[{{'role': '{ROLES[c]}', 'content': {qc}}}] as {qc}")
             else:
@@ -253,9 +274,14 @@ class ExportNode(Node):
                 warnings.append(f"offline: not pushed to {self.hub['repo_id']} (the next online run pushes)")
             else:
                 pushed = self._push(ds, ctx, stats, columns, token)
+        hashes = {}
+        for shown in written.values():
+            for f in files(self.root / shown):
+                st = f.stat()
+                hashes[self._display(f)] = [st.st_size, st.st_mtime_ns, digest(f)]
         with ctx.transaction() as tx:
             tx.save(rows=ds.num_rows, version_parts=[ds._fingerprint],
-                    extra={"files": written, "pushed": pushed, "stats": _jsonable(stats)})
+                    extra={"files": written, "pushed": pushed, "stats": _jsonable(stats), "hashes": hashes})
         shown = ", ".join(written.values()) if written else ""
         if pushed:
             shown += (", " if shown else "") + f"hub {pushed}"
@@ -284,6 +310,8 @@ class ExportNode(Node):
                 if tmp.exists():
                     shutil.rmtree(tmp)
                 ds.save_to_disk(str(tmp))
+                if ds.num_rows == 0:
+                    write_empty_shard(ds, tmp)
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)

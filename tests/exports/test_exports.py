@@ -48,7 +48,7 @@ def test_round_trip_exact_schema(project_dir, export, model, features, cols):
     assert rr.ok, rr.nodes
     expected = db_rows(project_dir, f"select {cols} from {model}")
     assert len(expected) > 0
-    for how, ds in load_all(project_dir / "target" / "exports" / export).items():
+    for how, ds in load_all(project_dir / "target" / "exports" / "default" / export).items():
         assert dict(ds.features) == features, how
         got = [tuple(r[c] for c in features) for r in ds]
         assert got == expected, how  # same rows, same order
@@ -60,16 +60,44 @@ def test_conversational_style(tmp_path):
     yml = yml.replace("    format: dpo\n", "    format: dpo\n    style: conversational\n")
     root = make_project(tmp_path / "p", project_yml=yml)
     assert Project.load(root).run().ok
-    kto = load_all(root / "target" / "exports" / "haiku_kto")
+    kto = load_all(root / "target" / "exports" / "default" / "haiku_kto")
     for how, ds in kto.items():
         assert dict(ds.features) == {"prompt": MESSAGES, "completion": MESSAGES, "label": datasets.Value("bool")}, how
         first = ds[0]
-        assert first["prompt"][0]["role"] == "user" and first["completion"][0]["role"] == "assistant"
-    expected = db_rows(root, "select prompt, completion, label from kto")
-    got = [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in kto["parquet"]]
+        # the generator's system prompt is part of what the model was asked: the first message
+        assert [m["role"] for m in first["prompt"]] == ["system", "user"], how
+        assert first["completion"][0]["role"] == "assistant"
+    expected = db_rows(root, "select system_prompt, prompt, completion, label from kto")
+    assert expected[0][0] == "You are a poet specialising in haiku."
+    got = [(r["prompt"][0]["content"], r["prompt"][1]["content"], r["completion"][0]["content"], r["label"])
+           for r in kto["parquet"]]
     assert got == expected
-    dpo = load_all(root / "target" / "exports" / "haiku_dpo")["jsonl"]
+    dpo = load_all(root / "target" / "exports" / "default" / "haiku_dpo")["jsonl"]
     assert dict(dpo.features) == {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES}
+    assert [m["role"] for m in dpo[0]["prompt"]] == ["system", "user"]
+
+
+def test_conversational_without_system_prompt_has_only_the_user_message(tmp_path):
+    sql = "select prompt, completion, label, case when label then system_prompt end as system_prompt from kto"
+    root = _with_model(tmp_path, sql, "kto", "    style: conversational\n    outputs: [parquet]\n")
+    assert Project.load(root).run().ok
+    ds = datasets.load_dataset("parquet", data_files=str(root / "target/exports/default/out/train.parquet"),
+                               split="train")
+    roles = sorted({(r["label"], tuple(m["role"] for m in r["prompt"])) for r in ds})
+    assert roles == [(False, ("user",)), (True, ("system", "user"))]
+
+
+def test_standard_style_warns_when_prompt_and_completion_join_without_whitespace(tmp_path):
+    root = _with_model(tmp_path, "select prompt, completion, label from kto", "kto",
+                       "    weights: {undesirable_weight: 1.5}\n")
+    out = Project.load(root).run().node("out")
+    assert out["status"] == "built"
+    assert out["warnings"] == [
+        "9 rows join prompt and completion with no whitespace between them (TRL concatenates the two: "
+        "'iet library.Quiet rows o'); use style: conversational, or end the prompts with a newline"]
+    (root / "models" / "bad.sql").write_text("select prompt || e'\\n' as prompt, completion, label from kto")
+    out = Project.load(root).run().node("out")
+    assert out["status"] == "built" and "warnings" not in out
 
 
 def _with_model(tmp_path, sql, fmt="kto", extra=""):
@@ -116,7 +144,7 @@ def test_format_errors(tmp_path, fmt, sql, error):
     out = rr.node("out")
     assert out["status"] == "failed"
     assert out["message"] == error
-    assert not (root / "target" / "exports" / "out").exists(), "nothing written when a check fails"
+    assert not (root / "target" / "exports" / "default" / "out").exists(), "nothing written when a check fails"
     # the failed export stays stale and is retried on the next run
     assert Project.load(root).plan().items[-1].action == "build" or any(
         i.name == "out" and i.action == "build" for i in Project.load(root).plan().items)
@@ -128,7 +156,7 @@ def test_conversational_empty_messages_error(tmp_path):
     root = _with_model(tmp_path, sql, "kto", "    style: conversational\n")
     out = Project.load(root).run().node("out")
     assert out["status"] == "failed"
-    assert "10 rows have a NULL, an empty message list, or a message without role/content completion" in out["message"]
+    assert "9 rows have a NULL, an empty message list, or a message without role/content completion" in out["message"]
 
 
 def test_balance_warnings():
@@ -146,7 +174,7 @@ def test_balance_warnings():
 
 
 def test_one_label_class_warns(tmp_path):
-    root = _with_model(tmp_path, "select prompt, completion, label from kto where label")
+    root = _with_model(tmp_path, "select prompt || ' ' as prompt, completion, label from kto where label")
     out = Project.load(root).run().node("out")
     assert out["status"] == "built"
     assert out["warnings"] == ["all 6 labels are true: no undesirable (label false) examples; KTO trains but with "
@@ -154,8 +182,8 @@ def test_one_label_class_warns(tmp_path):
 
 
 def test_weights_silence_the_ratio_warning(tmp_path):
-    root = _with_model(tmp_path, "select prompt, completion, label from kto", "kto",
-                       "    weights: {undesirable_weight: 1.13}\n")
+    root = _with_model(tmp_path, "select prompt || ' ' as prompt, completion, label from kto", "kto",
+                       "    weights: {undesirable_weight: 1.5}\n")
     out = Project.load(root).run().node("out")
     assert out["status"] == "built" and "warnings" not in out
 
@@ -163,7 +191,8 @@ def test_weights_silence_the_ratio_warning(tmp_path):
 def test_raw_export(tmp_path):
     root = _with_model(tmp_path, "select * from annotator_stats", "raw", "    columns: [annotator_id, answers]\n")
     assert Project.load(root).run().ok
-    ds = datasets.load_dataset("parquet", data_files=str(root / "target/exports/out/train.parquet"), split="train")
+    ds = datasets.load_dataset("parquet", data_files=str(root / "target/exports/default/out/train.parquet"),
+                               split="train")
     assert list(ds.features) == ["annotator_id", "answers"]
     assert [(r["annotator_id"], r["answers"]) for r in ds] == db_rows(root, "select annotator_id, answers from "
                                                                             "annotator_stats")
@@ -171,7 +200,7 @@ def test_raw_export(tmp_path):
 
 def test_skip_force_and_missing_outputs(project_dir):
     assert Project.load(project_dir).run().ok
-    parquet = project_dir / "target/exports/haiku_kto/train.parquet"
+    parquet = project_dir / "target/exports/default/haiku_kto/train.parquet"
     stamp = parquet.stat().st_mtime_ns
     rr = Project.load(project_dir).run()
     assert rr.node("haiku_kto")["status"] == "skipped"
@@ -182,7 +211,7 @@ def test_skip_force_and_missing_outputs(project_dir):
     assert parquet.stat().st_mtime_ns != stamp
     parquet.unlink()
     plan = {i.name: i for i in Project.load(project_dir).plan().items}
-    assert plan["haiku_kto"].reason == "output missing: target/exports/haiku_kto/train.parquet"
+    assert plan["haiku_kto"].reason == "files missing: target/exports/default/haiku_kto/train.parquet"
     assert plan["haiku_dpo"].action == "skip"
     rr = Project.load(project_dir).run()
     assert {n["name"] for n in rr.nodes if n["status"] == "built"} == {"haiku_kto"}
@@ -196,21 +225,24 @@ def test_skip_force_and_missing_outputs(project_dir):
 
 def test_card(project_dir):
     assert Project.load(project_dir).run().ok
-    text = (project_dir / "target/exports/haiku_kto/README.md").read_text()
+    text = (project_dir / "target/exports/default/haiku_kto/README.md").read_text()
     meta = text.split("---\n")[1]
     assert "license: apache-2.0" in meta
     assert "size_categories:\n- n<1K" in meta
     assert "task_categories:\n- text-generation" in meta
     assert "configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: train.parquet" in meta
-    assert "- rows: 10" in text
-    assert "- label balance: 6 desirable (true) : 4 undesirable (false) (60% desirable)" in text
-    assert "- annotators: 3 (27 submitted answers logged)" in text
+    assert "- rows: 9" in text
+    assert "- label balance: 6 desirable (true) : 3 undesirable (false) (67% desirable)" in text
+    # current answers = rows of stg_responses (a later discard or draft withdraws a submit), not log rows
+    assert "- annotators: 3 (25 current submitted answers; the log keeps 30 events)" in text
+    assert db_rows(project_dir, "select count(*) from stg_responses") == [(25,)]
     assert "mean majority share 0.870, unanimous 6 of 9" in text
     assert "### model `kto`" in text and "majority_label as label" in text  # the SQL of the exported model
     assert "### source `haiku_generations`" in text
     assert "min_agreement: 1.0" in text
-    dpo = (project_dir / "target/exports/haiku_dpo/README.md").read_text()
+    dpo = (project_dir / "target/exports/default/haiku_dpo/README.md").read_text()
     assert "- rows: 5" in dpo and "dpo_min_margin: 0.5" in dpo
+    assert "\npretty_name: haiku_dpo\n" in dpo and "\n# haiku_dpo\n" in dpo  # not "haiku_test haiku_dpo"
 
 
 def test_card_redacts_secret_settings():
@@ -218,6 +250,8 @@ def test_card_redacts_secret_settings():
 
     assert redact({"api_key": "sk-123", "api_key_env": "OPENAI_API_KEY", "params": {"token": "hf_x", "n": 1}}) == {
         "api_key": "<redacted>", "api_key_env": "OPENAI_API_KEY", "params": {"token": "<redacted>", "n": 1}}
+    assert redact({"generation": {"max_new_tokens": 40, "max_tokens": 8}}) == {
+        "generation": {"max_new_tokens": 40, "max_tokens": 8}}
 
 
 def test_unknown_model_and_bad_config(tmp_path):
@@ -248,7 +282,7 @@ def test_run_results_json_has_tests_and_files(project_dir):
     assert Project.load(project_dir).run().ok
     nodes = {n["name"]: n for n in json.loads((project_dir / "target/run_results.json").read_text())["nodes"]}
     assert {t["name"] for t in nodes["kto"]["tests"]} >= {"not_null(kto.label)", "unique(kto.prompt, completion)"}
-    assert nodes["haiku_kto"]["extra"]["files"]["parquet"] == "target/exports/haiku_kto/train.parquet"
+    assert nodes["haiku_kto"]["extra"]["files"]["parquet"] == "target/exports/default/haiku_kto/train.parquet"
 
 
 def test_export_refuses_a_model_that_failed_its_tests(project_dir):
@@ -262,7 +296,7 @@ def test_export_refuses_a_model_that_failed_its_tests(project_dir):
     rr = Project.load(project_dir).run()
     assert rr.node("kto")["status"] == "failed"
     assert rr.node("kto")["message"].startswith("1 of 7 tests failed: row_count(kto) expected at least 1000 rows, "
-                                                "got 10")
+                                                "got 9")
     assert rr.node("haiku_kto")["status"] == "skipped"
     res = cli(project_dir, "export", "haiku_kto")
     assert res.returncode == 1

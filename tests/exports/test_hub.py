@@ -63,7 +63,7 @@ def test_push_to_hub_round_trip(tmp_path, hub):
     # the card: our body, with the configs datasets wrote for this config
     card = repo["files"]["README.md"].decode()
     assert "config_name: dpo" in card and "path: dpo/train-*" in card
-    assert "license: apache-2.0" in card and "# haiku_test: haiku_dpo" in card
+    assert "license: apache-2.0" in card and "# haiku_dpo" in card
     assert "dataset_info:" in card
     # a second run: nothing to do, nothing pushed
     before = len(hub.commits)
@@ -91,7 +91,7 @@ def test_missing_token(tmp_path, hub):
             "variable MY_HF_TOKEN is not set (export MY_HF_TOKEN=<a write token>, or run with --offline to skip "
             "the push)") in res.stderr
     assert hub.repos == {}
-    assert not (root / "target/exports/haiku_dpo").exists()  # checked before any work
+    assert not (root / "target/exports/default/haiku_dpo").exists()  # checked before any work
 
 
 def test_offline_skips_the_push_then_pushes(tmp_path, hub):
@@ -99,7 +99,7 @@ def test_offline_skips_the_push_then_pushes(tmp_path, hub):
     res = cli(root, "run", "--offline", env=env_for(hub))
     assert res.returncode == 0, res.stderr
     assert "offline: not pushed to someone/haiku-dpo (the next online run pushes)" in res.stdout
-    assert (root / "target/exports/haiku_dpo/train.parquet").exists()
+    assert (root / "target/exports/default/haiku_dpo/train.parquet").exists()
     assert hub.requests == []
     res = cli(root, "plan", env=env_for(hub))
     assert "haiku_dpo" in res.stdout and "not pushed to someone/haiku-dpo yet" in res.stdout

@@ -15,6 +15,8 @@ deterministic text, ``usage`` token counts, and knobs the tests turn:
   body that is not JSON), ``"empty_choices"`` (200 with ``choices: []``),
   ``"hang"`` (never answers until the server stops) or ``"echo_auth"`` (401
   whose message repeats the request's Authorization header, as some proxies do).
+- ``hold_after``: requests after the n-th are held unanswered (``held`` counts them) until
+  ``configure(hold_after=None)``, ``reset()`` or ``stop()``: a test can stop a client at an exact point.
 
 It counts requests (total, per status, per prompt text). In-process use:
 ``with LLMServer(latency=0.01) as srv: srv.url``. As a process (benchmarks):
@@ -113,6 +115,9 @@ class LLMServer:
         self.port = port
         self.lock = threading.Lock()
         self.random = random.Random(seed)
+        self._release = threading.Event()
+        self.hold_after: int | None = None
+        self.held = 0
         self.configure(latency=latency, fail_rate=fail_rate, rate_limit_every=rate_limit_every,
                        fail_marker=fail_marker, empty_marker=empty_marker, bad_request_marker=bad_request_marker,
                        mode=mode, retry_after=retry_after)
@@ -126,12 +131,17 @@ class LLMServer:
     def configure(self, **knobs) -> None:
         for k, v in knobs.items():
             if k not in ("latency", "fail_rate", "rate_limit_every", "fail_marker", "empty_marker",
-                         "bad_request_marker", "mode", "retry_after"):
+                         "bad_request_marker", "mode", "retry_after", "hold_after"):
                 raise ValueError(f"unknown knob {k}")
             setattr(self, k, v)
+        if knobs.get("hold_after", 0) is None:
+            self._release.set()
 
     def reset(self) -> None:
+        self._release.set()
+        self.hold_after = None
         with self.lock:
+            self.held = 0
             self.requests = 0
             self.by_status: Counter = Counter()
             self.by_prompt: Counter = Counter()
@@ -157,7 +167,13 @@ class LLMServer:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             fail = self.fail_rate and self.random.random() < self.fail_rate
+            hold = self.hold_after is not None and n > self.hold_after
+            if hold:
+                self.held += 1
+                self._release.clear()
         try:
+            if hold:
+                self._release.wait()
             if self.latency:  # answer `latency` seconds after the request arrived
                 time.sleep(max(0.0, self.latency - (time.monotonic() - (received or time.monotonic()))))
             status, payload, headers = 200, None, {}
@@ -235,6 +251,7 @@ class LLMServer:
 
     def stop(self) -> None:
         self.released.set()
+        self._release.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()

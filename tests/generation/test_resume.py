@@ -15,19 +15,18 @@ def test_kill9_mid_run_then_rerun_resumes(gproj, llm_server):
     gproj.prompts(texts)
     gproj.generator(models=gproj.model_entry(extra="concurrency: 4"),
                     settings="batch_size: 10\nbackoff: 0.01\ncommit_seconds: 0.2")
-    llm_server.configure(latency=0.02)
+    llm_server.configure(hold_after=100)  # answers 100, then holds the next 4 (concurrency 4): no clock
     exe = str(Path(sys.executable).parent / "kto-build")
     proc = subprocess.Popen([exe, "--project-dir", str(gproj.root), "run"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ))
-    deadline = time.monotonic() + 90
     try:
-        while llm_server.ok_requests < 100:
+        while not (llm_server.ok_requests == 100 and llm_server.held == 4):
             assert proc.poll() is None, "the run finished before it could be killed"
-            assert time.monotonic() < deadline, "the run made too few requests"
-            time.sleep(0.01)
+            time.sleep(0.01)  # polling the counters, not waiting for time to pass
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        llm_server.configure(hold_after=None)
     answered = llm_server.ok_requests
     assert answered < len(texts)
 
@@ -53,20 +52,24 @@ def test_kill9_mid_run_then_rerun_resumes(gproj, llm_server):
 
 
 def test_ctrl_c_keeps_finished_rows(gproj, llm_server):
+    """Ctrl-C after exactly 40 answers: the server holds every later request, so the test waits on request
+    counts (no clock): 40 answered, the next 2 (concurrency 2) held, i.e. the client has read all 40."""
     texts = [f"Write a haiku about interrupted thing {i}." for i in range(200)]
     gproj.prompts(texts)
     gproj.generator(models=gproj.model_entry(extra="concurrency: 2"),
                     settings="batch_size: 1000\nbackoff: 0.01\ncommit_seconds: 60")  # no batch commits at all
-    llm_server.configure(latency=0.02)
+    llm_server.configure(hold_after=40)
     exe = str(Path(sys.executable).parent / "kto-build")
     proc = subprocess.Popen([exe, "--project-dir", str(gproj.root), "run"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    deadline = time.monotonic() + 90
-    while llm_server.ok_requests < 40:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        while not (llm_server.ok_requests == 40 and llm_server.held == 2):
+            assert proc.poll() is None, "the run ended before it was interrupted"
+            time.sleep(0.01)  # polling the counters, not waiting for time to pass
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=600)  # a hang guard only
+    finally:
+        llm_server.configure(hold_after=None)
     assert proc.returncode == 130, err
     assert "interrupted: finished batches and nodes are kept; rerun to resume" in err
     assert "Traceback" not in err
@@ -76,13 +79,11 @@ def test_ctrl_c_keeps_finished_rows(gproj, llm_server):
     assert results["interrupted"] is True and results["success"] is False
     assert results["nodes"][-1] == {"name": "gens", "kind": "generation", "status": "interrupted", "rows": None,
                                     "seconds": 0.0, "message": "interrupted (Ctrl+C)", "reason": ""}
-    kept = gproj.scalar("SELECT count(*) FROM _kto_build.generations WHERE status = 'ok'")
-    # the answers in memory were committed on the way out (only the 2 requests in flight can be lost:
-    # the server counts an answer before the client has read it)
-    assert kept >= 40 - 2
+    # every answer the client had read was committed on the way out
+    assert gproj.scalar("SELECT count(*) FROM _kto_build.generations WHERE status = 'ok'") == 40
     llm_server.reset()
     assert gproj.run().ok
-    assert llm_server.requests == len(texts) - kept
+    assert llm_server.requests == len(texts) - 40
 
 
 def test_database_can_be_queried_between_batches(gproj, llm_server):
@@ -92,29 +93,37 @@ def test_database_can_be_queried_between_batches(gproj, llm_server):
     gproj.prompts([f"Write a haiku about queried thing {i}." for i in range(150)])
     gproj.generator(models=gproj.model_entry(extra="concurrency: 2"),
                     settings="batch_size: 10\nbackoff: 0.01\ncommit_seconds: 0.2")
-    llm_server.configure(latency=0.02)
+    llm_server.configure(hold_after=30)  # the run pauses after 30 answers, then after 60: no clock
     exe = str(Path(sys.executable).parent / "kto-build")
     proc = subprocess.Popen([exe, "--project-dir", str(gproj.root), "run"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ))
+
+    def committed() -> int | None:
+        """The committed row count, read while the run is still going (None: the file is busy right now)."""
+        try:
+            con = duckdb.connect(str(gproj.root / "target" / "kto_build.duckdb"), read_only=True)
+        except duckdb.Error:  # a batch is being committed right now
+            return None
+        try:
+            return con.execute("SELECT count(*) FROM _kto_build.generations").fetchone()[0]
+        except duckdb.CatalogException:
+            return None
+        finally:
+            con.close()
+
     seen: list[int] = []
-    deadline = time.monotonic() + 60
     try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                con = duckdb.connect(str(gproj.root / "target" / "kto_build.duckdb"), read_only=True)
-            except duckdb.Error:  # a batch is being committed right now
-                time.sleep(0.01)
-                continue
-            try:
-                seen.append(con.execute("SELECT count(*) FROM _kto_build.generations").fetchone()[0])
-            except duckdb.CatalogException:
-                pass
-            finally:
-                con.close()
-            time.sleep(0.05)
+        for pause in (30, 60):
+            while committed() != pause:  # every answer read so far gets committed while the run waits
+                assert proc.poll() is None, "the run ended early"
+                time.sleep(0.01)  # polling the row count, not waiting for time to pass
+            seen.append(pause)
+            llm_server.configure(hold_after=None)
+            if pause == 30:
+                llm_server.configure(hold_after=60)
     finally:
-        proc.wait(timeout=60)
+        llm_server.configure(hold_after=None)
+        proc.wait(timeout=600)  # a hang guard only
     assert proc.returncode == 0
-    mid_run = [n for n in seen if 0 < n < 150]
-    assert len(set(mid_run)) >= 2, seen  # several distinct, growing counts were read during the run
-    assert mid_run == sorted(mid_run)
+    assert seen == [30, 60]
+    assert committed() == 150
