@@ -13,7 +13,7 @@ def build_site(project, out=None) -> dict:
 
 
 def card_pictures(con, project, node, folder) -> list[tuple[str, str]]:
-    from .card_pictures import card_pictures as _pictures
+    from .cardpics import card_pictures as _pictures
 
     return _pictures(con, project, node, folder)
 
