@@ -16,7 +16,8 @@ from html import escape
 from pathlib import Path
 
 from . import collect, pages, plots
-from .dag import KIND_COLOURS, STATUS_MARK
+from .cache import DocsCache, key
+from .dag import KIND_COLOURS, STATUS_MARK, layout
 from .dag import svg as dag_svg
 from .html import CSS, FAVICON, figure, link, page, pygments_css, table
 
@@ -29,8 +30,10 @@ def build_site(project, out: str | Path | None = None) -> dict:
     (out / "nodes").mkdir(parents=True, exist_ok=True)
     plotter = plots.Plotter(out / "img")
     written: list[str] = []
+    cache = DocsCache(out / ".cache.json")
     with collect.read_only(project) as con:
         snap = collect.snapshot(project, con)
+        snap.cache = cache
         extra: dict[str, dict] = {}
         for name in project.graph.order:
             node = project.nodes[name]
@@ -43,11 +46,18 @@ def build_site(project, out: str | Path | None = None) -> dict:
     _write(out / "pygments.css", pygments_css())
     _write(out / "favicon.svg", FAVICON)
     _prune(out, written, plotter)
+    cache.save()
     return {"out": str(out), "pages": len(written) + 1, "charts": len(set(plotter.written)),
             "rendered": plotter.rendered, "seconds": round(time.monotonic() - t0, 3), "figures": extra}
 
 
 def _write(path: Path, text: str) -> None:
+    """Atomically, and only when the content changed (a rebuild of an unchanged project writes nothing)."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -80,7 +90,7 @@ def _node_body(snap, node, plotter, out: Path) -> tuple[str, dict]:
     if kind == "annotation":
         return pages.annotation_page(snap, node, p)
     if kind == "export":
-        return pages.export_page(snap, node, p, _card(node, out)), {}
+        return pages.export_page(snap, node, p, _card(node, out))
     return pages.other_page(snap, node), {}
 
 
@@ -111,8 +121,7 @@ def _card(node, out: Path) -> str | None:
 # ------------------------------------------------------------ models
 def column_lineage(snap, node) -> dict[str, list[dict]]:
     """Per column, the parent columns it comes from (one level: the parents' pages go on from there)."""
-    from ..errors import KtoBuildError
-    from ..sql import column_lineage as trace
+    from .lineage import model_lineage
 
     cols = list(snap.cols(node.name))
     if not cols or snap.con is None:
@@ -121,13 +130,7 @@ def column_lineage(snap, node) -> dict[str, list[dict]]:
     for alias in {r.name for r in getattr(node, "references", [])} - set(schema):
         if snap.has(alias):
             schema[alias] = dict(snap.columns.get(alias, []))
-    out = {}
-    for c in cols:
-        try:
-            out[c] = trace(c, node.sql, {}, schema)
-        except KtoBuildError:
-            out[c] = []
-    return out
+    return snap.cache.get("lineage", key(node.sql, cols, schema), lambda: model_lineage(node.sql, cols, schema))
 
 
 def data_tests(snap, node) -> list[dict]:
@@ -156,7 +159,8 @@ def _index(snap, plotter) -> str:
                      for k, c in STATUS_MARK.items())
     parts = [f"<p>{escape(str(project.config.get('description') or ''))}</p>",
              f'<p class="legend">kinds: {legend}<br>last status (border): {rings}</p>',
-             '<div class="dagbox">', dag_svg(project.graph.order, edges, info, pages.href), "</div>"]
+             '<div class="dagbox">', dag_svg(project.graph.order, edges, info, pages.href, _layout(snap, edges)),
+             "</div>"]
     board = pages.leaderboard_rows(snap, project)
     if board:
         parts += ["<h2>Model leaderboard</h2>", figure(plots.leaderboard(board, "leaderboard",
@@ -173,6 +177,12 @@ def _index(snap, plotter) -> str:
                     [[link(pages.href(n), n), escape(info[n]["kind"]), escape(info[n]["status"]), info[n]["rows"],
                       escape(project.nodes[n].description or "")] for n in project.graph.order], raw={0, 1, 2, 4})]
     return "".join(parts)
+
+
+def _layout(snap, edges) -> dict:
+    names = snap.project.graph.order
+    pos = snap.cache.get("layout", key(names, edges), lambda: {n: list(xy) for n, xy in layout(names, edges).items()})
+    return {n: tuple(xy) for n, xy in pos.items()}
 
 
 def _run_summary(snap) -> list[str]:

@@ -69,6 +69,8 @@ class Snapshot:
     runs: list = field(default_factory=list)
     run_results: dict | None = None
     manifest: dict | None = None
+    cache: Any = None  # a DocsCache (cache.py) when building a site
+    _results: dict | None = None
 
     def q(self, sql: str, params=None) -> list[tuple]:
         return self.con.execute(sql, params or []).fetchall()
@@ -80,10 +82,9 @@ class Snapshot:
         return dict(self.columns.get(relation.lower(), []))
 
     def last_result(self, name: str) -> dict | None:
-        for n in (self.run_results or {}).get("nodes", []):
-            if n.get("name") == name:
-                return n
-        return None
+        if self._results is None:
+            self._results = {n.get("name"): n for n in (self.run_results or {}).get("nodes", [])}
+        return self._results.get(name)
 
 
 def _json_file(path: Path) -> dict | None:

@@ -56,9 +56,11 @@ def layout(names: list[str], edges: list[tuple[str, str]]) -> dict[str, tuple[fl
     return pos
 
 
-def svg(names: list[str], edges: list[tuple[str, str]], info: dict[str, dict], href) -> str:
-    """An inline SVG: every node a link to ``href(name)``, filled by kind, ringed by last status."""
-    pos = layout(names, edges)
+def svg(names: list[str], edges: list[tuple[str, str]], info: dict[str, dict], href, pos=None) -> str:
+    """An inline SVG: every node a link to ``href(name)``, filled by kind, ringed by last status.
+
+    ``pos``: the ``layout()`` of these names and edges, when the caller has it cached."""
+    pos = pos if pos is not None else layout(names, edges)
     if not pos:
         return "<p>No nodes.</p>"
     pad = 10

@@ -71,14 +71,22 @@ def model_page(snap, node, lineage: dict[str, list[dict]], tests: list[dict]) ->
              + (", reads vars " + ", ".join(f"<code>{escape(v)}</code>" for v in node.used_vars)
                 if node.used_vars else "") + "</p>",
              "<h2>Columns</h2>", table(["column", "type", "description", "comes from"], rows, raw={0, 1, 2, 3}),
-             "<h2>SQL</h2>", highlight(node.sql.strip()),
-             "<h2>Compiled SQL</h2>", highlight(compiled(snap.project, node))]
+             "<h2>SQL</h2>", _highlighted(snap, node.sql.strip()),
+             "<h2>Compiled SQL</h2>", _highlighted(snap, compiled(snap.project, node))]
     test_rows = [[t["name"], f'<span class="status-{t["status"]}">{t["status"]}</span>', t["failures"],
                   escape(t.get("message") or "")] for t in tests]
     parts += ["<h2>Data tests</h2>", table(["test", "result", "failing rows", "message"],
                                            [[escape(r[0]), r[1], r[2], r[3]] for r in test_rows], raw={0, 1, 3})]
     parts.append(_history(snap, node.name))
     return "".join(parts)
+
+
+def _highlighted(snap, sql: str) -> str:
+    if snap.cache is None:
+        return highlight(sql)
+    from .cache import key
+
+    return snap.cache.get("sql", key(sql), lambda: highlight(sql))
 
 
 def compiled(project, node) -> str:
@@ -201,6 +209,9 @@ def export_page(snap, node, plotter, card_html: str | None) -> tuple[str, dict]:
     if b is not None:
         parts += ["<h2>Label balance</h2>", figure(plots.label_balance(b, f"{node.name}-balance", plotter),
                                                    "label balance bar chart with TRL's 1:1 to 4:3 band"),
+                  '<p class="muted">The grey band: the desirable counts for which (desirable_weight x desirable) : '
+                  '(undesirable_weight x undesirable) lies in TRL\'s recommended 1:1 to 4:3, with the export\'s '
+                  'weights.</p>',
                   table(["desirable", "undesirable", "weighted ratio", "in TRL's 1:1..4:3 band",
                          "suggested desirable_weight", "suggested undesirable_weight"],
                         [[b["desirable"], b["undesirable"], None if b["ratio"] is None else f"{b['ratio']:.3f}:1",

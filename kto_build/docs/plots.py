@@ -104,8 +104,8 @@ def kappa_heatmap(pairs: list[dict], stem: str, plotter: Plotter) -> str | None:
         return None
     alt = _alt()
     rows = [{**p, "kappa_text": "n/a" if p["kappa"] is None else f"{p['kappa']:.2f}"} for p in pairs]
-    base = alt.Chart(alt.Data(values=rows), title="Cohen's kappa per pair of annotators", width=36 * max(
-        3, len({p['a'] for p in pairs})), height=36 * max(3, len({p['a'] for p in pairs})))
+    side = 40 * max(4, len({p["a"] for p in pairs}))
+    base = alt.Chart(alt.Data(values=rows), title="Cohen's kappa", width=side, height=side)
     heat = base.mark_rect().encode(x=alt.X("a:N", title=None), y=alt.Y("b:N", title=None),
                                    color=alt.Color("kappa:Q", scale=alt.Scale(domain=[-1, 1], scheme="redblue")),
                                    tooltip=["a:N", "b:N", "kappa:Q", "items:Q"])

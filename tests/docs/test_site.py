@@ -92,6 +92,10 @@ def test_every_page_loads_offline_without_console_errors_and_plots_render(site, 
     for p in all_pages:
         browser.get(p.as_uri())
         assert browser.execute_script("return document.readyState") == "complete"
+        # the page body is markup, not stray text (e.g. a Python value printed by mistake)
+        stray = browser.execute_script("return [...document.querySelector('main').childNodes]"
+                                       ".filter(n => n.nodeType === 3 && n.textContent.trim()).length")
+        assert stray == 0, p.name
         errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
         assert errors == [], (p.name, errors)
         for img in browser.find_elements(By.TAG_NAME, "img"):
