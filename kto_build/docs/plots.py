@@ -25,7 +25,7 @@ class Plotter:
         self.rendered = 0
 
     def save(self, chart, stem: str) -> str:
-        spec = chart.to_dict()
+        spec = chart.to_dict(validate=False)  # vl-convert checks it when rendering; altair's check costs ~50 ms
         key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
         name = f"{stem}-{key}.svg"
         path = self.folder / name
