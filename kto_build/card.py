@@ -114,6 +114,7 @@ def collect_stats(con, project: Project, node: ExportNode, table_rows: int) -> d
     stats["logged"] = logged
     if agreement is not None:
         stats["agreement"] = agreement
+    stats["pictures"] = _pictures(con, project, node)
     return stats
 
 
@@ -220,6 +221,7 @@ def body(project: Project, node: ExportNode, stats: dict, columns: dict[str, str
     if rules:
         lines += ["", "## Rules (project vars read by the SQL)", "", "```yaml",
                   yaml.safe_dump(_plain(rules), sort_keys=False, allow_unicode=True).rstrip(), "```"]
+    lines += [f"\n![{alt}]({name})" for alt, name in stats.get("pictures") or []]
     lines += ["", "## Lineage", ""]
     for item in lineage(project, node.model):
         lines.append(f"### {item['kind']} `{item['name']}`")
@@ -255,3 +257,17 @@ def _vars_upstream(project: Project, model: str) -> set[str]:
     for name in project.graph.ancestors(model) | {model}:
         out |= set(project.nodes[name].vars_used())
     return out
+
+
+def _pictures(con, project: Project, node: ExportNode) -> list[tuple[str, str]]:
+    """Label-balance and agreement plots written beside the card (kto_build/docs); none without the docs extra."""
+    if not node.card or not node.outputs:
+        return []
+    try:
+        import altair  # noqa: F401
+        import vl_convert  # noqa: F401
+    except ImportError:  # pip install kto-build[docs]
+        return []
+    from .docs import card_pictures
+
+    return card_pictures(con, project, node, node.out_dir)

@@ -1,0 +1,93 @@
+"""Benchmark ``kto-build docs``: the example-shaped test project (generations, answers, exports: every chart)
+and the 500-model wide project of bench/engine, against ``dbt docs generate`` on the same 500 models.
+
+Each figure is the median of --repeat runs of the CLI (a fresh process, as a user runs it):
+``cold`` = an empty output folder (every chart rendered), ``warm`` = the site rebuilt over itself
+(unchanged charts reused). The ratio to dbt is the comparison; the 2 s target is a figure, not an assert.
+
+    .venv/bin/python bench/bench_docs.py            # needs bash bench/setup-peers.sh for dbt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE / "engine"))
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO))
+
+import projects as P  # noqa: E402
+from bench_engine import DBT, KTO, hardware, log, sh, versions  # noqa: E402
+
+
+def timed(cmd: list[str], cwd: Path, repeat: int, before=None) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        if before:
+            before()
+        out.append(round(sh(cmd, cwd)[0], 4))
+    return out
+
+
+def example_project(work: Path) -> Path:
+    """The tests' project (tests/docs/conftest.py): built with the local test LLM server and fed answers."""
+    import tests.docs.conftest as C
+
+    root = work / "example"
+    shutil.rmtree(root, ignore_errors=True)
+    return C.build_project(root)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--wide", type=int, default=500)
+    ap.add_argument("--work", default=str(REPO / "bench" / "work" / "docs"))
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "docs.json"))
+    ap.add_argument("--no-dbt", action="store_true")
+    args = ap.parse_args()
+    use_dbt = not args.no_dbt and DBT.exists()
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict = {"hardware": hardware(), "versions": versions(), "repeat": args.repeat,
+                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "timings": {}}
+    t = res["timings"]
+
+    log("example-shaped project (test LLM server, fed answers)")
+    ex = example_project(work)
+    site = ex / "target" / "docs"
+    t["example.docs_cold"] = timed([str(KTO), "docs"], ex, args.repeat, lambda: shutil.rmtree(site, True))
+    t["example.docs_warm"] = timed([str(KTO), "docs"], ex, args.repeat)
+
+    log(f"wide project: {args.wide} models")
+    wk, wd = work / "wide_kto", work / "wide_dbt"
+    P.write_wide(wk, wd, work / "wide_data", args.wide)
+    sh([str(KTO), "run"], wk)
+    wsite = wk / "target" / "docs"
+    t["wide.docs_cold"] = timed([str(KTO), "docs"], wk, args.repeat, lambda: shutil.rmtree(wsite, True))
+    t["wide.docs_warm"] = timed([str(KTO), "docs"], wk, args.repeat)
+    if use_dbt:
+        sh([str(DBT), "run", "--profiles-dir", "."], wd)
+        t["wide.dbt_docs_generate"] = timed([str(DBT), "docs", "generate", "--profiles-dir", "."], wd, args.repeat)
+    med = {k: round(statistics.median(v), 4) for k, v in t.items()}
+    res["median_seconds"] = med
+    if use_dbt:
+        res["ratios"] = {f"dbt_docs_generate_over_kto_docs_{m}": round(med["wide.dbt_docs_generate"]
+                                                                       / med[f"wide.docs_{m}"], 2)
+                         for m in ("cold", "warm")}
+    res["target_2s_wide"] = {m: med[f"wide.docs_{m}"] <= 2.0 for m in ("cold", "warm")}
+    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps({"median_seconds": med, "ratios": res.get("ratios")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
