@@ -58,7 +58,7 @@ class LoopbackCluster:
                  object_store_bytes: int = 80 * 1024 * 1024, ip: str = IP):
         # unix socket paths must stay under ~107 bytes: keep the temp dir short
         root = Path(root)
-        self.temp_dir = Path(f"/tmp/kray-{os.getpid()}-{abs(hash(str(root))) % 10**6}")
+        self.temp_dir = Path(f"/tmp/kray-{os.getpid()}-{abs(hash(str(root))) % 10**6}")  # noqa: S108 - short: unix sockets
         self.log_dir = root
         self.ip = ip
         self.port = free_port(ip)
@@ -82,7 +82,7 @@ class LoopbackCluster:
                 "--dashboard-agent-grpc-port", str(free_port()), "--runtime-env-agent-port", str(free_port())]
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.log_dir / f"ray-{name}.log", "w")  # noqa: SIM115 - closed with the process
+        log = open(self.log_dir / f"ray-{name}.log", "w")
         self.procs[name] = subprocess.Popen([_ray_bin(), "start", *args], stdout=log, stderr=subprocess.STDOUT,
                                             env=self.env(), start_new_session=True)
         log.close()
@@ -211,7 +211,7 @@ def _host(addr: str) -> str:
 
 
 def _is_wildcard(host: str) -> bool:
-    return host in ("*", "0.0.0.0", "::")
+    return host in ("*", "0.0.0.0", "::")  # noqa: S104 - recognizing, not binding
 
 
 def _is_loopback(host: str) -> bool:
