@@ -49,6 +49,14 @@ def free_port(ip: str = IP) -> int:
         return s.getsockname()[1]
 
 
+def _accepts(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _ray_bin() -> str:
     return str(Path(sys.executable).parent / "ray")
 
@@ -98,9 +106,14 @@ class LoopbackCluster:
                              "--include-dashboard", "false", "--dashboard-host", self.ip,
                              "--dashboard-port", str(free_port()), "--ray-client-server-port", str(free_port()),
                              *self._common("head", self.head_cpus, HEAD_RESOURCE)])
-        self._wait_nodes(1, timeout, t0)
+        # the worker node's `ray start` may begin once the GCS accepts connections (its CLI start-up
+        # then overlaps the head's raylet start-up)
+        while not _accepts(self.ip, self.port):
+            self._check(timeout, t0, 1)
+            time.sleep(0.1)
         self._spawn("worker", ["--address", self.address,
                                *self._common("worker", self.worker_cpus, WORKER_RESOURCE)])
+        self._wait_nodes(1, timeout, t0)
         self._wait_nodes(2, timeout, t0)
         self.start_seconds = time.monotonic() - t0
         return self
@@ -129,13 +142,21 @@ class LoopbackCluster:
             return 0
 
     def _wait_nodes(self, n: int, timeout: float, t0: float) -> None:
+        # cheap first: each `ray start --block` logs this once its node is up; then ask the GCS
+        name = "head" if n == 1 else "worker"
+        while "Ray runtime started" not in (self.log_dir / f"ray-{name}.log").read_text(errors="replace"):
+            self._check(timeout, t0, n)
+            time.sleep(0.1)
         while self._nodes_via_gcs() < n:
-            for name, p in self.procs.items():
-                if p.poll() is not None:
-                    raise RuntimeError(f"ray node '{name}' exited ({p.returncode}); see {self.log_dir}/ray-{name}.log")
-            if time.monotonic() - t0 > timeout:
-                raise RuntimeError(f"ray cluster: {n} node(s) not alive after {timeout:.0f} s")
+            self._check(timeout, t0, n)
             time.sleep(0.2)
+
+    def _check(self, timeout: float, t0: float, n: int) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"ray node '{name}' exited ({p.returncode}); see {self.log_dir}/ray-{name}.log")
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"ray cluster: {n} node(s) not alive after {timeout:.0f} s")
 
     # ------------------------------------------------------------- stop
     def pids(self, name: str | None = None) -> list[int]:
