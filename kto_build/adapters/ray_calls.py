@@ -27,6 +27,7 @@ import collections
 import logging
 import os
 import random
+import re
 import socket
 import time
 from collections.abc import Iterable, Iterator
@@ -42,6 +43,10 @@ SPEC_DEFAULTS = {"params": {}, "generation": {}, "timeout": None, "retries": 4, 
 
 class RayUnavailableError(Exception):
     """The cluster cannot be reached (one line, meant for the user)."""
+
+
+class ActorStartError(Exception):
+    """An actor failed in its constructor (building or loading the LLM): one line."""
 
 
 class AllActorsDiedError(Exception):
@@ -192,7 +197,10 @@ class RayExecutor:
         remote = ray.remote(LLMActor)
         self.actors = [remote.options(**self._actor_options(i)).remote(spec, api_key)
                        for i in range(self.actors_wanted)]
-        infos = ray.get([a.info.remote() for a in self.actors], timeout=timeout)
+        try:
+            infos = ray.get([a.info.remote() for a in self.actors], timeout=timeout)
+        except RayActorError as exc:  # the LLM could not be built or loaded in the actor
+            raise ActorStartError(f"a Ray actor could not load {spec.get('llm')}: {_cause_line(exc)}") from None
         self.workers = {id(a): info for a, info in zip(self.actors, infos, strict=True)}
         return infos
 
@@ -265,9 +273,17 @@ class RayExecutor:
         self.shutdown()
 
 
+def _cause_line(exc: BaseException) -> str:
+    """The 'SomeError: message' line of the actor's constructor failure, out of Ray's long text."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    found = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
+    return (found[-1] if found else (lines[-1] if lines else type(exc).__name__))[:300]
+
+
 def kill_actor(actor) -> None:
     """kill -9 style end of one actor (no restart), for tests and operators."""
     ray.kill(actor, no_restart=True)
 
 
-__all__ = ["AllActorsDiedError", "GetTimeoutError", "LLMActor", "RayExecutor", "RayUnavailableError", "kill_actor"]
+__all__ = ["ActorStartError", "AllActorsDiedError", "GetTimeoutError", "LLMActor", "RayExecutor", "RayUnavailableError",
+           "kill_actor"]

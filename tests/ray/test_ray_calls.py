@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kto_build.adapters import distilabel_llm as dl
-from kto_build.adapters.ray_calls import RayExecutor, RayUnavailableError
+from kto_build.adapters.ray_calls import ActorStartError, RayExecutor, RayUnavailableError
 from scripts.ray_cluster import HEAD_RESOURCE, WORKER_RESOURCE, outside_loopback, sockets
 
 KEY_ENV = "KTO_TEST_RAY_LLM_KEY"
@@ -85,13 +85,21 @@ def test_failures_are_per_request_results(cluster, llm_server):
     assert all(results[r["key"]]["status"] == "ok" for r in reqs[:6])
 
 
+def test_actor_that_cannot_load_its_llm_is_one_line(cluster, llm_server):
+    with executor(cluster, actors=1) as ex, pytest.raises(ActorStartError) as err:
+        ex.start(spec(llm_server))  # OpenAILLM without an API key fails in load()
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("a Ray actor could not load OpenAILLM: ValueError:")
+    assert "API key" in msg and llm_server.requests == 0
+
+
 @pytest.mark.parametrize("address, words", [
     ("127.0.0.2:1", "cannot reach the Ray cluster at 127.0.0.2:1"),
     ("ray://127.0.0.2:1", "cannot reach the Ray cluster at ray://127.0.0.2:1"),
     ("nowhere", "is not host:port, ray://host:port, auto or local"),
 ])
 def test_unreachable_address_is_one_line(address, words):
-    code = ("from kto_build.adapters.ray_calls import RayExecutor, RayUnavailableError\n"
+    code = ("from kto_build.adapters.ray_calls import ActorStartError, RayExecutor, RayUnavailableError\n"
             "try:\n    RayExecutor(address=__import__('sys').argv[1]).connect()\n"
             "except RayUnavailableError as e:\n    print(e); raise SystemExit(2)\n")
     out = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True, timeout=120)
