@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -e ".[local,dev,docs]"
+	$(BIN)/python -m pip install -e ".[local,dev,docs,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)

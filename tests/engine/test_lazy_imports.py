@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("distilabel", "argilla", "datasets", "torch", "llama_cpp", "transformers", "pandas")
+HEAVY = ("distilabel", "argilla", "datasets", "torch", "llama_cpp", "transformers", "pandas", "ray")
 
 PROBE = """
 import json, sys

@@ -1,0 +1,289 @@
+"""The one module that imports ray: LLM calls in Ray actors, one writer on the driver.
+
+- ``LLMActor(spec, api_key)``: a Ray actor that loads one model entry's LLM
+  ONCE (``distilabel_llm.load_llm_class`` / ``build_llm`` / ``load``, exactly as
+  the generation node does) and answers shards: ``run_shard(requests)`` takes
+  ``[{"key": ..., "input": chat, ...}]`` and returns one result per request
+  ``{"key", "status": "ok"|"failed", "text", "input_tokens", "output_tokens",
+  "latency_ms", "error", "attempts", "worker": "host:pid"}``, with kto-build's
+  own retries and backoff (``distilabel_llm.classify``) inside the actor.
+- ``RayExecutor(address, actors, num_cpus, num_gpus)``: the driver side.
+  ``connect()`` reaches the cluster (``auto``, ``host:port``, ``ray://host:port``
+  or ``local``) or raises ``RayUnavailableError`` with one line, before any
+  call; ``start(spec, api_key)`` creates the actors and waits until each has
+  loaded its LLM; ``run(requests)`` streams shards to them with at most
+  ``in_flight`` shards per actor and yields results as shards complete. The
+  shard of an actor that died (killed actor, killed node) is sent to another
+  live actor; no key is yielded twice.
+
+The API key is read on the driver (``api_key_env``) and handed to the actor's
+constructor: never through ``runtime_env``, never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import random
+import re
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError
+
+#: spec keys: llm, params, generation, timeout, retries, backoff, max_backoff, concurrency
+SPEC_DEFAULTS = {"params": {}, "generation": {}, "timeout": None, "retries": 4, "backoff": 1.0,
+                 "max_backoff": 30.0, "concurrency": None}
+
+
+class RayUnavailableError(Exception):
+    """The cluster cannot be reached (one line, meant for the user)."""
+
+
+class ActorStartError(Exception):
+    """An actor failed in its constructor (building or loading the LLM): one line."""
+
+
+class AllActorsDiedError(Exception):
+    """Every actor died; the shards not answered are listed in ``keys``."""
+
+    def __init__(self, message: str, keys: list):
+        super().__init__(message)
+        self.keys = keys
+
+
+# ---------------------------------------------------------------- actor
+class LLMActor:
+    """Holds one loaded LLM; answers shards of requests."""
+
+    def __init__(self, spec: dict, api_key: str | None = None):
+        from . import distilabel_llm as dl
+
+        self.dl = dl
+        self.spec = {**SPEC_DEFAULTS, **spec}
+        cls = dl.load_llm_class(self.spec["llm"])
+        self.llm = dl.build_llm(cls, self.spec["params"], api_key, self.spec["timeout"])
+        self.llm.load()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.concurrency = self.spec["concurrency"] or (8 if dl.is_async(self.llm) else 1)
+        self._sem: asyncio.Semaphore | None = None
+
+    def info(self) -> dict:
+        return {"worker": self.worker, "node_id": ray.get_runtime_context().get_node_id(),
+                "concurrency": self.concurrency}
+
+    async def run_shard(self, requests: list[dict]) -> list[dict]:
+        if self._sem is None:  # created inside the actor's event loop
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, req: dict) -> dict:
+        async with self._sem:
+            return await self._attempt(req)
+
+    async def _attempt(self, req: dict) -> dict:
+        s, dl = self.spec, self.dl
+        kwargs = {**s["generation"], **(req.get("generation") or {})}
+        tries = 0
+        while True:
+            tries += 1
+            t0 = time.monotonic()
+            try:
+                text, tin, tout = await dl.agenerate_one(self.llm, req["input"], kwargs, s["timeout"])
+                return self._result(req, "ok", text, None, tin, tout, t0, tries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                retryable, retry_after, message = dl.classify(exc)
+                if not retryable or tries > s["retries"]:
+                    if tries > 1:
+                        message = f"{message} (after {tries} attempts)"
+                    return self._result(req, "failed", None, message, None, None, t0, tries)
+                delay = min(s["max_backoff"], s["backoff"] * 2 ** (tries - 1)) * (0.5 + random.random() / 2)
+                if retry_after is not None:
+                    delay = min(max(delay, retry_after), s["max_backoff"])
+                await asyncio.sleep(delay)
+
+    def _result(self, req, status, text, error, tin, tout, t0, tries) -> dict:
+        return {"key": req["key"], "status": status, "text": text, "error": error, "input_tokens": tin,
+                "output_tokens": tout, "latency_ms": round((time.monotonic() - t0) * 1000, 3), "attempts": tries,
+                "worker": self.worker}
+
+    def unload(self) -> None:
+        self.llm.unload()
+
+
+# ---------------------------------------------------------------- driver
+def _probe(address: str, timeout: float) -> None:
+    """A TCP connect to host:port (also for ray://): a clear line instead of Ray's long retry loop."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailableError(f"ray address '{address}' is not host:port, ray://host:port, auto or local")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RayUnavailableError(f"cannot reach the Ray cluster at {address}: "
+                                  f"{exc.strerror or type(exc).__name__}") from None
+
+
+class RayExecutor:
+    """Driver side: connect, create ``actors`` LLM actors, stream shards, yield results."""
+
+    def __init__(self, address: str = "auto", actors: int = 2, num_cpus: float = 1, num_gpus: float = 0,
+                 resources: dict | list[dict] | None = None, shard_size: int = 16, in_flight: int = 2,
+                 node_ip: str | None = None, connect_timeout: float = 10.0):
+        self.address, self.actors_wanted = address, int(actors)
+        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.resources = resources
+        self.shard_size, self.in_flight = max(1, int(shard_size)), max(1, int(in_flight))
+        self.node_ip, self.connect_timeout = node_ip, connect_timeout
+        self.actors: list = []
+        self.workers: dict[int, dict] = {}  # id(actor handle) -> info()
+        self.resubmitted = 0
+        self._connected = False
+
+    # ------------------------------------------------------- connecting
+    def connect(self) -> RayExecutor:
+        kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
+                                  "configure_logging": True, "include_dashboard": False}
+        address = self.address
+        if address == "local":
+            kwargs.update(address="local")
+            if self.node_ip:
+                kwargs["_node_ip_address"] = self.node_ip
+        elif address == "auto":
+            if os.environ.get("RAY_ADDRESS"):
+                _probe(os.environ["RAY_ADDRESS"], self.connect_timeout)
+            kwargs.update(address="auto")
+        else:
+            _probe(address, self.connect_timeout)
+            kwargs.update(address=address)
+            host = address.split("://", 1)[-1].rpartition(":")[0]
+            node_ip = self.node_ip or (host if host.startswith("127.") else None)
+            if node_ip and not address.startswith("ray://"):
+                kwargs["_node_ip_address"] = node_ip
+        if address.startswith("ray://"):
+            kwargs.pop("include_dashboard", None)
+            kwargs.pop("configure_logging", None)
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:
+            line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RayUnavailableError(f"cannot connect to the Ray cluster at {address}: {line}") from None
+        self._connected = True
+        return self
+
+    # ------------------------------------------------------- actors
+    def _actor_options(self, i: int) -> dict:
+        res = self.resources
+        if isinstance(res, list):
+            res = res[i % len(res)] if res else None
+        opts = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "max_restarts": 0, "max_task_retries": 0}
+        if res:
+            opts["resources"] = dict(res)
+        return opts
+
+    def start(self, spec: dict, api_key: str | None = None, timeout: float = 300) -> list[dict]:
+        """Create the actors; wait until each has loaded its LLM. Returns their ``info()``."""
+        if not self._connected:
+            self.connect()
+        remote = ray.remote(LLMActor)
+        self.actors = [remote.options(**self._actor_options(i)).remote(spec, api_key)
+                       for i in range(self.actors_wanted)]
+        try:
+            infos = ray.get([a.info.remote() for a in self.actors], timeout=timeout)
+        except RayActorError as exc:  # the LLM could not be built or loaded in the actor
+            raise ActorStartError(f"a Ray actor could not load {spec.get('llm')}: {_cause_line(exc)}") from None
+        self.workers = {id(a): info for a, info in zip(self.actors, infos, strict=True)}
+        return infos
+
+    def worker_of(self, actor) -> str:
+        return self.workers[id(actor)]["worker"]
+
+    # ------------------------------------------------------- running
+    def run(self, requests: Iterable[dict]) -> Iterator[dict]:
+        """Results (one per request key) as their shards complete, from any live actor."""
+        reqs = list(requests)
+        shards = collections.deque(reqs[i:i + self.shard_size] for i in range(0, len(reqs), self.shard_size))
+        returned: set = set()
+        live = list(self.actors)
+        load = {id(a): 0 for a in live}
+        pending: dict = {}  # ObjectRef -> (actor, shard)
+        while shards or pending:
+            for actor in list(live):
+                while shards and load[id(actor)] < self.in_flight:
+                    shard = shards.popleft()
+                    pending[actor.run_shard.remote(shard)] = (actor, shard)
+                    load[id(actor)] += 1
+            if not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            actor, shard = pending.pop(ref)
+            load[id(actor)] -= 1
+            try:
+                results = ray.get(ref)
+            except (RayActorError, NodeDiedError):
+                self._drop(actor, live, pending, shards, shard)
+                if not live:
+                    keys = [r["key"] for s in shards for r in s]
+                    raise AllActorsDiedError(f"every Ray actor died; {len(keys)} request(s) not answered",
+                                             keys) from None
+                continue
+            for r in results:
+                if r["key"] not in returned:
+                    returned.add(r["key"])
+                    yield r
+
+    def _drop(self, actor, live: list, pending: dict, shards: collections.deque, shard: list) -> None:
+        """An actor died: its shards go back to the front of the queue for the live actors."""
+        if actor in live:
+            live.remove(actor)
+        shards.appendleft(shard)
+        self.resubmitted += 1
+        for ref, (a, s) in list(pending.items()):
+            if a is actor:
+                del pending[ref]
+                shards.appendleft(s)
+                self.resubmitted += 1
+
+    # ------------------------------------------------------- stopping
+    def shutdown(self) -> None:
+        for a in self.actors:
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: S112 - an already dead actor
+                continue
+        self.actors = []
+        if self._connected:
+            ray.shutdown()
+            self._connected = False
+
+    def __enter__(self) -> RayExecutor:
+        return self.connect()
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+
+def _cause_line(exc: BaseException) -> str:
+    """The 'SomeError: message' line of the actor's constructor failure, out of Ray's long text."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    found = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
+    return (found[-1] if found else (lines[-1] if lines else type(exc).__name__))[:300]
+
+
+def kill_actor(actor) -> None:
+    """kill -9 style end of one actor (no restart), for tests and operators."""
+    ray.kill(actor, no_restart=True)
+
+
+__all__ = ["ActorStartError", "AllActorsDiedError", "GetTimeoutError", "LLMActor", "RayExecutor", "RayUnavailableError",
+           "kill_actor"]
