@@ -9,7 +9,6 @@ docs/architecture.md, never by importing node classes, so the package can move.
 from __future__ import annotations
 
 import json
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,25 +29,18 @@ def read_only(project):
     this waits up to WAIT_SECONDS for a window, then says in one line that the
     run holds the file. It never takes the writer lock and never writes.
     """
-    import duckdb
+    from ..state import DatabaseBusyError, open_reader
 
     db = project.database()
     if not db.exists():
         yield None
         return
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        try:
-            con = duckdb.connect(str(db.path), read_only=True)
-            break
-        except duckdb.Error as exc:
-            if "lock" not in str(exc).lower():
-                raise KtoBuildError(f"cannot read {db.display}: {str(exc).splitlines()[0]}") from None
-            if time.monotonic() > deadline:
-                raise KtoBuildError(f"{db.display} is held by a running kto-build run (or another writer); "
-                                    "the site was not built, nothing was changed: retry when the run "
-                                    "finishes or between its batches") from None
-            time.sleep(0.05)
+    try:  # the one waiting read-only connect (state.open_reader): says "waiting ..." after 1 s
+        con = open_reader(db.path, db.display, timeout=WAIT_SECONDS)
+    except DatabaseBusyError:
+        raise KtoBuildError(f"{db.display} is held by a running kto-build run (or another writer); "
+                            "the site was not built, nothing was changed: retry when the run "
+                            "finishes or between its batches") from None
     try:
         for name, value in project.vars.items():
             con.execute(f"SET VARIABLE {name} = {sql_literal(value)}")

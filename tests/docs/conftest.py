@@ -65,6 +65,7 @@ generators:
     num_generations: 1
     batch_size: 10
     backoff: 0.01
+    max_failed_fraction: 0.5          # one prompt always fails on purpose (failure reasons on the page)
     models:
 {models}annotations:
   haiku_ratings:
