@@ -40,7 +40,7 @@ BLOCK = re.compile(r"(<!-- readme-session: (?P<name>[\w-]+) -->\n)```console\n.*
 
 KTO_QUERY = ("import duckdb; print(duckdb.connect('target/kto_build.duckdb', read_only=True)"
              ".sql('select prompt, label from kto limit 2'))")
-LOAD_KTO = "from datasets import load_from_disk; print(load_from_disk('target/exports/haiku_kto/dataset'))"
+LOAD_KTO = "from datasets import load_from_disk; print(load_from_disk('target/exports/dev/haiku_kto/dataset'))"
 
 # (block, shown command line, argv): `kto-build` runs the installed CLI of this interpreter
 SESSION = [
