@@ -21,19 +21,17 @@ tables (``run_tests``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import KtoBuildError, did_you_mean
 from .sql import quote
-from .state import SCHEMA, relations
+from .state import relations
 
 if TYPE_CHECKING:
     from .nodes.model import ModelNode
     from .project import Project
-    from .runner import NodeContext
 
 SEVERITIES = ("error", "warn")
 #: test name -> (allowed args, required args, needs a column)
@@ -332,42 +330,32 @@ def summarize(results: list[TestResult]) -> tuple[str | None, list[str]]:
     return f"{len(bad)} of {len(results)} {noun} failed: " + "; ".join(r.describe() for r in bad), warns
 
 
-def run_model_tests(ctx: NodeContext, node: ModelNode, out: dict) -> None:
-    """The runner's hook after a model built: run its tests, record them in ``out``.
+@dataclass
+class ModelTests:
+    """A model's data tests, run right after its build."""
 
-    An error-severity failure marks the node failed (its downstream is skipped,
-    as dbt ``build`` does) and flags its state so the next run rebuilds and
-    retests it; warn-severity failures become warnings.
+    results: list[dict] | None = None  # TestResult.as_dict() of each; None when the model has no tests
+    error: str | None = None  # an error-severity failure or a bad test spec: the model fails
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_model_tests(con, node: ModelNode, project: Project) -> ModelTests:
+    """Run ``node``'s data tests on ``con`` (the model's own transaction, after its table was written).
+
+    An error-severity failure (or a test that cannot compile) is ``error``: the
+    model node fails (its downstream is skipped, as dbt ``build`` does) and
+    flags its state so the next run rebuilds and retests it; warn-severity
+    failures become warnings.
     """
     try:
-        tests = compile_tests(node, ctx.project)
+        tests = compile_tests(node, project)
     except KtoBuildError as exc:
-        _flag(ctx, node, exc.one_line())
-        out.update(status="failed", message=exc.one_line())
-        return
+        return ModelTests(error=exc.one_line())
     if not tests:
-        return
-    with ctx.connect(read_only=True) as con:
-        cols = {node.name: _columns(con, node.name)}
-        results = execute(con, tests, cols)
-    out["tests"] = [r.as_dict() for r in results]
+        return ModelTests()
+    results = execute(con, tests, {node.name: _columns(con, node.name)})
     error, warns = summarize(results)
-    if warns:
-        out.setdefault("warnings", []).extend(warns)
-    if error:
-        _flag(ctx, node, error)
-        out.update(status="failed", message=error)
-
-
-def _flag(ctx: NodeContext, node: ModelNode, message: str) -> None:
-    """Remember in the node's state that its tests failed, so it stays stale."""
-    with ctx.connect() as con:
-        row = con.execute(f"select extra from {SCHEMA}.nodes where name = ?", [node.name]).fetchone()
-        extra = json.loads(row[0] or "{}") if row else {}
-        extra["tests_failed"] = message[:500]
-        con.execute(f"update {SCHEMA}.nodes set extra = ? where name = ?", [json.dumps(extra), node.name])
-    if ctx.saved is not None:
-        ctx.saved.extra = {**ctx.saved.extra, "tests_failed": message[:500]}
+    return ModelTests([r.as_dict() for r in results], error, warns)
 
 
 def run_tests(project: Project, select=None, exclude=None) -> list[TestResult]:

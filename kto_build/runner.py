@@ -10,116 +10,24 @@ still run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import KtoBuildError
+from .nodes.base import Node, NodeContext, Reporter
 from .redact import redact
-from .sql import fingerprint as hash_parts
-from .state import SCHEMA, NodeState, read_states, relations, utcnow, write_state
+from .state import SCHEMA, read_states, relations, utcnow
 
 if TYPE_CHECKING:
-    import duckdb
-
-    from .nodes.base import Node
     from .project import Project
 
 log = logging.getLogger("kto_build")
-
-
-# ------------------------------------------------------------------ reporting
-class Reporter:
-    """Where the engine says what it is doing. The default says nothing."""
-
-    def node_start(self, node: Node, reason: str) -> None: ...
-
-    def node_end(self, result: dict) -> None: ...
-
-    def info(self, message: str) -> None: ...
-
-    def warn(self, message: str) -> None: ...
-
-    @contextlib.contextmanager
-    def progress(self, description: str, total: int | None) -> Iterator[Any]:
-        yield _NullProgress()
-
-
-class _NullProgress:
-    def advance(self, n: int = 1) -> None: ...
-
-    def update(self, **kw) -> None: ...
-
-
-# ------------------------------------------------------------------ contexts
-@dataclass
-class Tx:
-    con: duckdb.DuckDBPyConnection
-    ctx: NodeContext
-    saved: NodeState | None = None
-
-    def save(self, rows: int | None = None, version_parts: list | None = None, extra: dict | None = None,
-             data_version: str | None = None) -> None:
-        """Write the node's state row in this transaction."""
-        ctx = self.ctx
-        version = data_version or hash_parts(ctx.fingerprint, sorted(ctx.input_versions.items()), version_parts)
-        self.saved = NodeState(ctx.node.name, ctx.node.kind, ctx.fingerprint, version, dict(ctx.input_versions),
-                               rows, utcnow(), time.monotonic() - ctx.started, extra or {})
-        write_state(self.con, self.saved)
-
-
-@dataclass
-class NodeContext:
-    """What a node's ``run`` and ``stale_reason`` may use."""
-
-    project: Project
-    node: Node
-    fingerprint: str
-    state: NodeState | None
-    input_versions: dict[str, str]
-    states: dict[str, NodeState]
-    offline: bool = False
-    full_refresh: bool = False
-    reporter: Reporter = field(default_factory=Reporter)
-    started: float = field(default_factory=time.monotonic)
-    saved: NodeState | None = None
-    relations: dict | None = None
-
-    @property
-    def db(self):
-        return self._db
-
-    def connect(self, read_only: bool = False):
-        return self._db.connect(read_only=read_only)
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """A write connection in one transaction; commits on success, rolls back on error."""
-        with self._db.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            tx = Tx(con, self)
-            try:
-                yield tx
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    con.execute("ROLLBACK")
-                raise
-        if tx.saved is not None:
-            self.saved = tx.saved
-
-    def relation_kind(self, con, name: str) -> str | None:
-        """'table' or 'view' if ``name`` exists in schema main."""
-        if self.relations is not None:
-            return self.relations.get(name.lower())
-        return relations(con).get(name.lower())
 
 
 @dataclass
@@ -190,12 +98,10 @@ class Runner:
         return self._fps[node.name]
 
     def _context(self, node: Node, states: dict, offline=False, full_refresh=False) -> NodeContext:
-        ctx = NodeContext(self.project, node, self.fp(node), states.get(node.name),
-                          {p: states[p].data_version for p in node.depends_on if p in states}, states,
-                          offline=offline, full_refresh=full_refresh, reporter=self.reporter)
-        ctx._db = self.db
-        ctx.relations = self._rels
-        return ctx
+        return NodeContext(self.project, node, self.fp(node), states.get(node.name),
+                           {p: states[p].data_version for p in node.depends_on if p in states}, states,
+                           offline=offline, full_refresh=full_refresh, reporter=self.reporter,
+                           relations=self._rels, db=self.db)
 
     def reason(self, node: Node, states: dict, rels: dict, rebuilding: set[str], full_refresh: bool,
                offline: bool) -> tuple[str | None, NodeContext]:
@@ -211,7 +117,7 @@ class Runner:
                 return f"upstream '{p}' will rebuild", ctx
             if p in states and states[p].data_version != st.inputs.get(p):
                 return f"upstream '{p}' changed", ctx
-        if getattr(node, "produces_table", True) and node.name not in rels:
+        if node.produces_table and node.name not in rels:
             return "table missing", ctx
         if full_refresh and node.refreshable:
             return "full refresh", ctx
@@ -337,10 +243,8 @@ class Runner:
                 out["warnings"] = list(result.warnings)
             if result.extra:
                 out["extra"] = result.extra
-            if node.kind == "model" and result.status == "built":  # data tests right after the build
-                from .checks import run_model_tests
-
-                run_model_tests(ctx, node, out)
+            if result.tests is not None:
+                out["tests"] = list(result.tests)
         except KtoBuildError as exc:
             out.update(status="failed", message=exc.one_line())
             partial = getattr(exc, "result", None)  # committed, but failed by policy (e.g. failed LLM calls)

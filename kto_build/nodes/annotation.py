@@ -36,7 +36,7 @@ from ..yamlio import ANY, BOOL, INT, SCALAR, STR, List, Map, OneOf, Scalar
 from .base import Node, NodeResult
 
 if TYPE_CHECKING:
-    from ..runner import NodeContext
+    from .base import NodeContext
 
 BACKENDS = ("argilla", "local")
 STATUSES = ("submitted", "draft", "discarded")
@@ -92,6 +92,8 @@ class AnnotationNode(Node):
     metadata: list[str] | None = None
     metadata_visible: bool = False  # raters see metadata (e.g. model_name) only when the project asks
     argilla: dict = field(default_factory=dict)
+    #: the validated YAML mapping, for the line of a key in later errors
+    _cfg: Any = field(default=None, repr=False, compare=False)
 
     kind: ClassVar[str] = "annotation"
     refreshable: ClassVar[bool] = False
@@ -142,13 +144,11 @@ class AnnotationNode(Node):
                    config=dict(cfg), records=cfg["records"], backend=backend, question=q["name"],
                    title=q.get("title", ""), labels=labels, guidelines=cfg.get("guidelines", ""),
                    min_submitted=min_submitted, metadata=list(cfg["metadata"]) if "metadata" in cfg else None,
-                   metadata_visible=bool(cfg.get("metadata_visible", False)), argilla=argilla)
-        node._cfg = cfg
-        node.root = project.root
+                   metadata_visible=bool(cfg.get("metadata_visible", False)), argilla=argilla, _cfg=cfg)
         return node
 
     @property
-    def network(self) -> bool:  # type: ignore[override]
+    def network(self) -> bool:
         return self.backend == "argilla"
 
     def definition(self) -> Any:
@@ -166,7 +166,7 @@ class AnnotationNode(Node):
         return d
 
     def line_of(self, key: str, sub: str | None = None) -> int:
-        cfg = getattr(self, "_cfg", None)
+        cfg = self._cfg
         if cfg is None:
             return self.line
         if sub and key in cfg and hasattr(cfg[key], "line_of"):

@@ -12,15 +12,27 @@ reads, and:
 - ``run(ctx)``: bring the table up to date. Every write happens inside
   ``with ctx.transaction() as tx:``; the last one calls ``tx.save(...)`` so the
   table and the node's state row commit together.
+
+The engine gives ``run`` a ``NodeContext`` (below); the node returns a
+``NodeResult``. Nodes import nothing from ``kto_build.runner``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..sql import fingerprint as hash_parts
+from ..state import NodeState, relations, utcnow, write_state
+
 if TYPE_CHECKING:
-    from ..runner import NodeContext
+    import duckdb
+
+    from ..project import Project
+    from ..state import Database
     from ..yamlio import Spec
 
 
@@ -35,8 +47,8 @@ class Node:
     config: dict = field(default_factory=dict)
 
     kind: ClassVar[str] = "node"
-    #: nodes that talk to a server are skipped by ``run --offline``
-    network: ClassVar[bool] = False
+    #: False for nodes that write files, not a table (exports): no "table missing" staleness
+    produces_table: ClassVar[bool] = True
     #: full-refresh rebuilds it (models, exports); never for generations/annotations
     refreshable: ClassVar[bool] = True
     #: short nodes (sources, SQL models) share the run's connection; long ones
@@ -48,6 +60,16 @@ class Node:
     @property
     def materialized(self) -> str:
         return "table"
+
+    @property
+    def network(self) -> bool:
+        """True if it talks to a server: ``run --offline`` skips it."""
+        return False
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Relations it creates besides its table, which SQL models may read (they then depend on it)."""
+        return ()
 
     def definition(self) -> Any:
         return self.config
@@ -89,3 +111,90 @@ class NodeResult:
     #: export whose format check found errors)
     status: str = "built"
     extra: dict = field(default_factory=dict)
+    #: a model's data-test results (``TestResult.as_dict()``), when it has tests
+    tests: list[dict] | None = None
+
+
+# ------------------------------------------------------------------ reporting
+class Reporter:
+    """Where the engine says what it is doing. The default says nothing."""
+
+    def node_start(self, node: Node, reason: str) -> None: ...
+
+    def node_end(self, result: dict) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int | None) -> Iterator[Any]:
+        yield NullProgress()
+
+
+class NullProgress:
+    def advance(self, n: int = 1) -> None: ...
+
+    def update(self, **kw) -> None: ...
+
+
+# ------------------------------------------------------------------ contexts
+@dataclass
+class Tx:
+    con: duckdb.DuckDBPyConnection
+    ctx: NodeContext
+    saved: NodeState | None = None
+
+    def save(self, rows: int | None = None, version_parts: list | None = None, extra: dict | None = None,
+             data_version: str | None = None) -> None:
+        """Write the node's state row in this transaction."""
+        ctx = self.ctx
+        version = data_version or hash_parts(ctx.fingerprint, sorted(ctx.input_versions.items()), version_parts)
+        self.saved = NodeState(ctx.node.name, ctx.node.kind, ctx.fingerprint, version, dict(ctx.input_versions),
+                               rows, utcnow(), time.monotonic() - ctx.started, extra or {})
+        write_state(self.con, self.saved)
+
+
+@dataclass
+class NodeContext:
+    """What a node's ``run`` and ``stale_reason`` may use."""
+
+    project: Project
+    node: Node
+    fingerprint: str
+    state: NodeState | None
+    input_versions: dict[str, str]
+    states: dict[str, NodeState]
+    offline: bool = False
+    full_refresh: bool = False
+    reporter: Reporter = field(default_factory=Reporter)
+    started: float = field(default_factory=time.monotonic)
+    saved: NodeState | None = None
+    #: the run's snapshot of relation name -> 'table' | 'view' (None: ask the database)
+    relations: dict | None = None
+    db: Database | None = None
+
+    def connect(self, read_only: bool = False):
+        return self.db.connect(read_only=read_only)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A write connection in one transaction; commits on success, rolls back on error."""
+        with self.db.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            tx = Tx(con, self)
+            try:
+                yield tx
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
+                raise
+        if tx.saved is not None:
+            self.saved = tx.saved
+
+    def relation_kind(self, con, name: str) -> str | None:
+        """'table' or 'view' if ``name`` exists in schema main."""
+        if self.relations is not None:
+            return self.relations.get(name.lower())
+        return relations(con).get(name.lower())

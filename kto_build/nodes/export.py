@@ -46,7 +46,7 @@ from .base import Node, NodeResult
 from .export_files import digest, files, write_empty_shard
 
 if TYPE_CHECKING:
-    from ..runner import NodeContext
+    from .base import NodeContext
 
 FORMATS = ("kto", "dpo", "raw")
 STYLES = ("standard", "conversational")

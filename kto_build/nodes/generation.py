@@ -38,7 +38,7 @@ from ..yamlio import ANY, BOOL, INT, NUM, STR, Dict, List, Map, OneOf, YMap
 from .base import Node, NodeResult
 
 if TYPE_CHECKING:
-    from ..runner import NodeContext
+    from .base import NodeContext
 
 CACHE = f"{SCHEMA}.generations"
 COLUMNS = (
@@ -158,7 +158,6 @@ class GenerationNode(Node):
     key_lines: dict = field(default_factory=dict)
 
     kind: ClassVar[str] = "generation"
-    network: ClassVar[bool] = True
     refreshable: ClassVar[bool] = False
     SPEC: ClassVar = Map(
         {
@@ -247,8 +246,12 @@ class GenerationNode(Node):
                    max_consecutive_failures=max(1, cfg.get("max_consecutive_failures", 20)),
                    max_failed_fraction=float(frac),
                    key_lines=dict(getattr(cfg, "key_lines", {})))
-        node.network = not all(m.llm in LOCAL_LLMS for m in models)
         return node
+
+    @property
+    def network(self) -> bool:
+        """Local models (``llm: llama_cpp``) still generate under ``run --offline``."""
+        return not all(m.llm in LOCAL_LLMS for m in self.models)
 
     def definition(self) -> Any:
         return json.dumps({

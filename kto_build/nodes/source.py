@@ -20,7 +20,7 @@ from ..yamlio import ANY, STR, Map, OneOf, Scalar
 from .base import Node, NodeResult
 
 if TYPE_CHECKING:
-    from ..runner import NodeContext
+    from .base import NodeContext
 
 READERS = {
     ".jsonl": "read_json_auto({path}, format='newline_delimited')",
