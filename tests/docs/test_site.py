@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 from html.parser import HTMLParser
 from itertools import combinations
 from pathlib import Path
@@ -16,10 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from .conftest import ANNOTATORS, REPO, kto
+from tests.helpers import chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+from .conftest import ANNOTATORS, kto
 
 
 @pytest.fixture(scope="module")
@@ -31,27 +28,8 @@ def site(docs_project) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        subprocess.run(["bash", str(REPO / "scripts" / "install-test-services.sh")], check=True)
-    os.environ["SE_OFFLINE"] = "true"  # selenium manager must never download a browser or driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="kto-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=1200,900"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium(window="1200,900", browser_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def q(root: Path, sql: str):
