@@ -29,14 +29,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..errors import KtoBuildError
-from ..sql import quote
-from ..state import SCHEMA, utcnow
-from ..yamlio import ANY, BOOL, INT, SCALAR, STR, List, Map, OneOf, Scalar
-from .base import Node, NodeResult
+from ...errors import KtoBuildError
+from ...sql import quote
+from ...state import SCHEMA, utcnow
+from ...yamlio import ANY, BOOL, INT, SCALAR, STR, List, Map, OneOf, Scalar
+from ..base import Node, NodeResult
 
 if TYPE_CHECKING:
-    from .base import NodeContext
+    from ..base import NodeContext
 
 BACKENDS = ("argilla", "local")
 STATUSES = ("submitted", "draft", "discarded")
@@ -283,7 +283,7 @@ class AnnotationNode(Node):
         return var, value
 
     def _dataset_spec(self, meta: list[str]):
-        from ..adapters.argilla_backend import DatasetSpec
+        from ...adapters.argilla_backend import DatasetSpec
 
         return DatasetSpec(workspace=self.argilla["workspace"], name=self.argilla["dataset"], question=self.question,
                            labels=self.labels, title=self.title, guidelines=self.guidelines,
@@ -293,7 +293,7 @@ class AnnotationNode(Node):
     def backend_client(self):
         _, url = self._env("api_url_env", "ARGILLA_API_URL")
         _, key = self._env("api_key_env", "ARGILLA_API_KEY")
-        from ..adapters.argilla_backend import ArgillaBackend, Where  # lazy: argilla takes ~1.5 s to import
+        from ...adapters.argilla_backend import ArgillaBackend, Where  # lazy: argilla takes ~1.5 s to import
 
         return ArgillaBackend(url, key, Where(self.path, self.line), retries=self.argilla.get("retries", 2))
 
@@ -495,7 +495,7 @@ def status(project, names: list[str] | None = None) -> list[dict]:
 
 def _pushed(con, node: AnnotationNode) -> int:
     """Records pushed to the dataset the last run used (the push log is per server dataset)."""
-    from ..state import read_states
+    from ...state import read_states
 
     st = read_states(con).get(node.name)
     cols = {r[0] for r in con.execute(f"DESCRIBE {SCHEMA}.annotation_records").fetchall()}
@@ -508,7 +508,7 @@ def _pushed(con, node: AnnotationNode) -> int:
 
 
 def _status_counts(node: AnnotationNode, con) -> dict:
-    from ..state import relations
+    from ...state import relations
 
     rels = relations(con)
     d: dict[str, Any] = {}
@@ -624,6 +624,6 @@ def export_pending(project, node: AnnotationNode, path: Path) -> int:
 
 
 def _relations(con) -> dict:
-    from ..state import relations
+    from ...state import relations
 
     return relations(con)
