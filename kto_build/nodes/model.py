@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from ..checks import run_model_tests
+from ..datatests import run_model_tests
 from ..errors import KtoBuildError
 from ..sql import inline_vars, quote
 from .base import Node, NodeResult

@@ -39,14 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import KtoBuildError
-from ..sql import quote
-from ..yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar
-from .base import Node, NodeResult
-from .export_files import digest, files, write_empty_shard
+from ...errors import KtoBuildError
+from ...sql import quote
+from ...yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar
+from ..base import Node, NodeResult
+from .files import digest, files, write_empty_shard
 
 if TYPE_CHECKING:
-    from .base import NodeContext
+    from ..base import NodeContext
 
 FORMATS = ("kto", "dpo", "raw")
 STYLES = ("standard", "conversational")
@@ -193,7 +193,7 @@ class ExportNode(Node):
             cols = self.columns or list(types)
             missing = [c for c in cols if c not in types]
             if missing:
-                from ..errors import did_you_mean
+                from ...errors import did_you_mean
 
                 raise KtoBuildError(f"export '{self.name}': model '{self.model}' has no column '{missing[0]}'",
                                     self.path, self.config.line_of("columns") if hasattr(self.config, "line_of")
@@ -228,9 +228,9 @@ class ExportNode(Node):
         return datasets.Features(feats)
 
     def run(self, ctx: NodeContext) -> NodeResult:
-        from .. import card as cardmod
-        from ..checks import check_format
-        from ..state import relations
+        from ...datatests import check_format
+        from ...state import relations
+        from . import card as cardmod
 
         where = (self.path, self.line)
         upstream = ctx.states.get(self.model)
@@ -344,7 +344,7 @@ class ExportNode(Node):
         return value
 
     def _push(self, ds, ctx: NodeContext, stats: dict, columns: dict, token: str) -> str:
-        from .. import card as cardmod
+        from . import card as cardmod
 
         kwargs = self.hub_call(token)
         try:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .sql import quote
+from ...sql import quote
 
 if TYPE_CHECKING:
-    from .nodes.export import ExportNode
-    from .project import Project
+    from ...project import Project
+    from .node import ExportNode
 
 _SECRET_KEY = re.compile(r"(token|secret|password|api_?key|authorization|credential)", re.I)
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -80,7 +80,7 @@ def _plain(value: Any) -> Any:
 
 def collect_stats(con, project: Project, node: ExportNode, table_rows: int) -> dict:
     """Numbers for the card, read from the model and the tables upstream of it."""
-    from .state import relations
+    from ...state import relations
 
     rels = relations(con)
     stats: dict[str, Any] = {"rows": table_rows}
@@ -268,6 +268,6 @@ def _pictures(con, project: Project, node: ExportNode) -> list[tuple[str, str]]:
         import vl_convert  # noqa: F401
     except ImportError:  # pip install kto-build[docs]
         return []
-    from .docs import card_pictures
+    from ...docs import card_pictures
 
     return card_pictures(con, project, node, node.out_dir)
