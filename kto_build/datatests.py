@@ -16,33 +16,26 @@ tests}]``) or per model (``tests:``)::
 Each test compiles to one SELECT returning the offending rows; a test fails
 when that query returns rows. ``run`` runs a model's tests right after it
 builds (see ``run_model_tests``); ``kto-build test`` runs them on the stored
-tables (``run_tests``).
+tables (``kto_build/services/tests.py``).
+
+Each test kind is one ``Kind`` in ``KINDS``: its options, whether it needs a
+column, an example, and the function compiling it to SQL. Adding a kind is
+adding one entry.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import KtoBuildError, did_you_mean
-from .sql import quote
-from .state import relations
+from .sql import literal, quote
 
 if TYPE_CHECKING:
     from .nodes.model import ModelNode
-    from .project import Project
 
 SEVERITIES = ("error", "warn")
-#: test name -> (allowed args, required args, needs a column)
-TESTS: dict[str, tuple[set[str], set[str], bool]] = {
-    "not_null": (set(), set(), True),
-    "unique": ({"columns", "combination_of_columns"}, set(), True),
-    "accepted_values": ({"values", "quote"}, {"values"}, True),
-    "relationships": ({"to", "field"}, {"to", "field"}, True),
-    "expression": ({"expression"}, {"expression"}, False),
-    "row_count": ({"min", "max"}, set(), False),
-}
 COMMON_ARGS = {"severity", "where", "config", "column_name", "name"}
 SAMPLE_ROWS = 5
 
@@ -116,8 +109,8 @@ def _parse_entry(entry: Any, line: int, path: str, where: str) -> tuple[str, dic
     else:
         raise KtoBuildError(f"a test in {where} must be a name or a mapping with one test name", path, line)
     name = str(name)
-    if name not in TESTS:
-        hint = did_you_mean(name, TESTS) or "known tests: " + ", ".join(TESTS)
+    if name not in KINDS:
+        hint = did_you_mean(name, KINDS) or "known tests: " + ", ".join(KINDS)
         raise KtoBuildError(f"unknown test '{name}' in {where}", path, line, hint=hint)
     args = dict(args)
     config = args.pop("config", None) or {}
@@ -126,7 +119,7 @@ def _parse_entry(entry: Any, line: int, path: str, where: str) -> tuple[str, dic
     for key in ("severity", "where"):
         if key in config:
             args.setdefault(key, config[key])
-    allowed, required, _ = TESTS[name]
+    allowed, required = KINDS[name].allowed, KINDS[name].required
     for key in args:
         if key not in allowed | COMMON_ARGS:
             hint = did_you_mean(str(key), allowed | COMMON_ARGS) or \
@@ -136,7 +129,7 @@ def _parse_entry(entry: Any, line: int, path: str, where: str) -> tuple[str, dic
     for key in sorted(required):
         if key not in args:
             raise KtoBuildError(f"test '{name}' in {where} needs '{key}'", path, line,
-                                hint=_EXAMPLES.get(name))
+                                hint=KINDS[name].example)
     severity = str(args.get("severity", "error")).lower()
     if severity not in SEVERITIES:
         raise KtoBuildError(f"severity of test '{name}' in {where} must be 'error' or 'warn', got {severity!r}",
@@ -146,13 +139,6 @@ def _parse_entry(entry: Any, line: int, path: str, where: str) -> tuple[str, dic
     return name, args, line
 
 
-_EXAMPLES = {
-    "accepted_values": 'e.g. accepted_values: {values: ["Yes", "No"]}',
-    "relationships": "e.g. relationships: {to: stg_prompts, field: prompt_id}",
-    "expression": 'e.g. expression: {expression: "length(prompt) > 0"}',
-}
-
-
 def _key_line(entry, name, key, default) -> int:
     inner = entry.get(name) if isinstance(entry, dict) else None
     if hasattr(inner, "line_of"):
@@ -160,8 +146,11 @@ def _key_line(entry, name, key, default) -> int:
     return default
 
 
-def compile_tests(node: ModelNode, project: Project | None = None, parse_sql: bool = True) -> list[DataTest]:
+def compile_tests(node: ModelNode, known: Collection[str] | None = None, parse_sql: bool = True) -> list[DataTest]:
     """Validate and compile a model's data tests; file:line errors for bad ones.
+
+    ``known``: the project's node names (a ``relationships`` test must point at
+    one); None skips that check.
 
     ``parse_sql=False`` (as the project loader calls it) checks names and
     arguments only; ``expression`` SQL is parsed when the tests run, so that
@@ -175,10 +164,10 @@ def compile_tests(node: ModelNode, project: Project | None = None, parse_sql: bo
         col_line = _line(col, 1)
         tests = col.get("data_tests") or col.get("tests") or []
         for entry, line in _items(tests, col_line):
-            out.append(_compile_one(node, project, entry, line, path, column=cname, parse_sql=parse_sql))
+            out.append(_compile_one(node, known, entry, line, path, column=cname, parse_sql=parse_sql))
     model_tests = cfg.get("data_tests") or cfg.get("tests") or node.tests or []
     for entry, line in _items(model_tests, _line(cfg, 1)):
-        out.append(_compile_one(node, project, entry, line, path, column=None, parse_sql=parse_sql))
+        out.append(_compile_one(node, known, entry, line, path, column=None, parse_sql=parse_sql))
     return out
 
 
@@ -189,14 +178,6 @@ def _yml_path(node: ModelNode) -> str:
         if getattr(value, "path", None):
             return value.path
     return node.path
-
-
-def _lit(value: Any) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _parse_expression(expr: str, path: str, line: int) -> str:
@@ -211,77 +192,132 @@ def _parse_expression(expr: str, path: str, line: int) -> str:
     return expr
 
 
-def _compile_one(node: ModelNode, project, entry, line: int, path: str, column: str | None,
+@dataclass
+class Spec:
+    """One test entry being compiled: what every kind's compile function reads."""
+
+    model: str
+    name: str
+    args: dict
+    columns: list[str]
+    rel: str  # the model, or a sub-select with the test's ``where``
+    where_text: str  # e.g. model 'kto' column 'label'
+    path: str
+    line: int
+    entry: Any
+    known: Collection[str] | None
+    parse_sql: bool
+
+    @property
+    def qcols(self) -> list[str]:
+        return [quote(c) for c in self.columns]
+
+    def key_line(self, key: str) -> int:
+        return _key_line(self.entry, self.name, key, self.line)
+
+    def label(self, detail: str = "") -> str:
+        return f"{self.name}({self.model}" + (detail or (f".{', '.join(self.columns)}" if self.columns else "")) + ")"
+
+
+#: what a kind's compile function returns: (SELECT of the offending rows, label, detail)
+Compiled = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Kind:
+    compile: Callable[[Spec], Compiled]
+    allowed: frozenset[str] = frozenset()
+    required: frozenset[str] = frozenset()
+    needs_column: bool = False
+    example: str | None = None
+
+
+def _not_null(t: Spec) -> Compiled:
+    return f"select * from {t.rel} where {t.qcols[0]} is null", t.label(), ""
+
+
+def _unique(t: Spec) -> Compiled:
+    keys = ", ".join(t.qcols)
+    nonnull = " and ".join(f"{c} is not null" for c in t.qcols)
+    sql = (f"select * from (select *, count(*) over (partition by {keys}) as n_records from {t.rel} "
+           f"where {nonnull}) as d where n_records > 1")
+    return sql, t.label(), ""
+
+
+def _accepted_values(t: Spec) -> Compiled:
+    values = t.args["values"]
+    if not isinstance(values, list) or not values:
+        raise KtoBuildError(f"'values' of accepted_values on {t.where_text} must be a non-empty list", t.path,
+                            t.line, hint=KINDS["accepted_values"].example)
+    listed = ", ".join(literal(v) if t.args.get("quote", True) else str(v) for v in values)
+    col = t.qcols[0]
+    sql = f"select * from {t.rel} where {col} is not null and {col} not in ({listed})"
+    return sql, t.label(f".{t.columns[0]} in {', '.join(map(str, values))}"), ""
+
+
+def _relationships(t: Spec) -> Compiled:
+    to = str(t.args["to"]).lower()
+    if t.known is not None and to not in t.known:
+        raise KtoBuildError(f"relationships on {t.where_text} points to unknown node '{t.args['to']}'", t.path,
+                            t.key_line("to"), hint=did_you_mean(to, t.known) or "see 'kto-build ls'")
+    fld, col = quote(str(t.args["field"])), t.qcols[0]
+    sql = (f"select * from {t.rel} where {col} is not null and {col} not in "
+           f"(select {fld} from {quote(to)} where {fld} is not null)")
+    return sql, t.label(f".{t.columns[0]} -> {to}.{t.args['field']}"), ""
+
+
+def _expression(t: Spec) -> Compiled:
+    expr = str(t.args["expression"])
+    if t.parse_sql:
+        _parse_expression(expr, t.path, t.key_line("expression"))
+    return f"select * from {t.rel} where not coalesce(({expr}), false)", t.label(f": {expr}"), ""
+
+
+def _row_count(t: Spec) -> Compiled:
+    lo, hi = t.args.get("min"), t.args.get("max")
+    for key, v in (("min", lo), ("max", hi)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise KtoBuildError(f"'{key}' of row_count on {t.where_text} must be a whole number, got {v!r}",
+                                t.path, t.key_line(key))
+    if lo is None and hi is None:
+        raise KtoBuildError(f"row_count on {t.where_text} needs 'min' or 'max'", t.path, t.line,
+                            hint="e.g. row_count: {min: 1}")
+    conds = [f"count(*) {op} {int(v)}" for op, v in ((">=", lo), ("<=", hi)) if v is not None]
+    sql = f"select count(*) as row_count from {t.rel} having not ({' and '.join(conds)})"
+    want = " and ".join(f"{k} {v}" for k, v in (("at least", lo), ("at most", hi)) if v is not None)
+    return sql, f"row_count({t.model})", f"expected {want} rows"
+
+
+#: every data-test kind, defined once
+KINDS: dict[str, Kind] = {
+    "not_null": Kind(_not_null, needs_column=True),
+    "unique": Kind(_unique, frozenset({"columns", "combination_of_columns"}), needs_column=True),
+    "accepted_values": Kind(_accepted_values, frozenset({"values", "quote"}), frozenset({"values"}), True,
+                            'e.g. accepted_values: {values: ["Yes", "No"]}'),
+    "relationships": Kind(_relationships, frozenset({"to", "field"}), frozenset({"to", "field"}), True,
+                          "e.g. relationships: {to: stg_prompts, field: prompt_id}"),
+    "expression": Kind(_expression, frozenset({"expression"}), frozenset({"expression"}), False,
+                       'e.g. expression: {expression: "length(prompt) > 0"}'),
+    "row_count": Kind(_row_count, frozenset({"min", "max"})),
+}
+
+
+def _compile_one(node: ModelNode, known, entry, line: int, path: str, column: str | None,
                  parse_sql: bool = True) -> DataTest:
     where_text = f"model '{node.name}'" + (f" column '{column}'" if column else "")
     name, args, line = _parse_entry(entry, line, path, where_text)
     m = quote(node.name)
-    severity = args["severity"]
-    filt = f" where {args['where']}" if args.get("where") else ""
-    rel = f"(select * from {m}{filt})" if filt else m
-    alias_rel = f"{rel} as t" if filt else m
+    rel = f"(select * from {m} where {args['where']}) as t" if args.get("where") else m
     col = column or args.get("column_name")
     columns = [col] if col else []
     if name == "unique" and (args.get("columns") or args.get("combination_of_columns")):
         columns = list(args.get("columns") or args.get("combination_of_columns"))
-    if TESTS[name][2] and not columns:
+    if KINDS[name].needs_column and not columns:
         raise KtoBuildError(f"test '{name}' on {where_text} needs a column (put it under a column, or give "
                             f"{'columns' if name == 'unique' else 'column_name'})", path, line)
-    qcols = [quote(c) for c in columns]
-    label = f"{name}({node.name}" + (f".{', '.join(columns)}" if columns else "") + ")"
-    detail = ""
-    if name == "not_null":
-        sql = f"select * from {alias_rel} where {qcols[0]} is null"
-    elif name == "unique":
-        keys = ", ".join(qcols)
-        nonnull = " and ".join(f"{c} is not null" for c in qcols)
-        sql = (f"select * from (select *, count(*) over (partition by {keys}) as n_records from {alias_rel} "
-               f"where {nonnull}) as d where n_records > 1")
-    elif name == "accepted_values":
-        values = args["values"]
-        if not isinstance(values, list) or not values:
-            raise KtoBuildError(f"'values' of accepted_values on {where_text} must be a non-empty list", path, line,
-                                hint=_EXAMPLES["accepted_values"])
-        quote_values = args.get("quote", True)
-        listed = ", ".join(_lit(v) if quote_values else str(v) for v in values)
-        sql = f"select * from {alias_rel} where {qcols[0]} is not null and {qcols[0]} not in ({listed})"
-        label = f"accepted_values({node.name}.{columns[0]} in {', '.join(map(str, values))})"
-    elif name == "relationships":
-        to = str(args["to"]).lower()
-        if project is not None and to not in project.nodes:
-            raise KtoBuildError(f"relationships on {where_text} points to unknown node '{args['to']}'", path,
-                                _key_line(entry, name, "to", line),
-                                hint=did_you_mean(to, project.nodes) or "see 'kto-build ls'")
-        fld = quote(str(args["field"]))
-        sql = (f"select * from {alias_rel} where {qcols[0]} is not null and {qcols[0]} not in "
-               f"(select {fld} from {quote(to)} where {fld} is not null)")
-        label = f"relationships({node.name}.{columns[0]} -> {to}.{args['field']})"
-    elif name == "expression":
-        expr = str(args["expression"])
-        if parse_sql:
-            _parse_expression(expr, path, _key_line(entry, name, "expression", line))
-        sql = f"select * from {alias_rel} where not coalesce(({expr}), false)"
-        label = f"expression({node.name}: {expr})"
-    else:  # row_count
-        lo, hi = args.get("min"), args.get("max")
-        for key, v in (("min", lo), ("max", hi)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                raise KtoBuildError(f"'{key}' of row_count on {where_text} must be a whole number, got {v!r}",
-                                    path, _key_line(entry, name, key, line))
-        if lo is None and hi is None:
-            raise KtoBuildError(f"row_count on {where_text} needs 'min' or 'max'", path, line,
-                                hint="e.g. row_count: {min: 1}")
-        conds = []
-        if lo is not None:
-            conds.append(f"count(*) >= {int(lo)}")
-        if hi is not None:
-            conds.append(f"count(*) <= {int(hi)}")
-        sql = f"select count(*) as row_count from {alias_rel} having not ({' and '.join(conds)})"
-        want = " and ".join(f"{k} {v}" for k, v in (("at least", lo), ("at most", hi)) if v is not None)
-        detail = f"expected {want} rows"
-        label = f"row_count({node.name})"
-    return DataTest(label, name, node.name, severity, sql, path, line, columns, detail)
-
+    spec = Spec(node.name, name, args, columns, rel, where_text, path, line, entry, known, parse_sql)
+    sql, label, detail = KINDS[name].compile(spec)
+    return DataTest(label, name, node.name, args["severity"], sql, path, line, columns, detail)
 
 # ---------------------------------------------------------------------- run
 def execute(con, tests: list[DataTest], table_columns: dict[str, list[str]] | None = None) -> list[TestResult]:
@@ -316,7 +352,7 @@ def execute(con, tests: list[DataTest], table_columns: dict[str, list[str]] | No
     return results
 
 
-def _columns(con, name: str) -> list[str]:
+def columns_of(con, name: str) -> list[str]:
     return [r[0] for r in con.execute(f"describe {quote(name)}").fetchall()]
 
 
@@ -339,7 +375,7 @@ class ModelTests:
     warnings: list[str] = field(default_factory=list)
 
 
-def run_model_tests(con, node: ModelNode, project: Project) -> ModelTests:
+def run_model_tests(con, node: ModelNode, known: Collection[str] | None = None) -> ModelTests:
     """Run ``node``'s data tests on ``con`` (the model's own transaction, after its table was written).
 
     An error-severity failure (or a test that cannot compile) is ``error``: the
@@ -348,175 +384,11 @@ def run_model_tests(con, node: ModelNode, project: Project) -> ModelTests:
     failures become warnings.
     """
     try:
-        tests = compile_tests(node, project)
+        tests = compile_tests(node, known)
     except KtoBuildError as exc:
         return ModelTests(error=exc.one_line())
     if not tests:
         return ModelTests()
-    results = execute(con, tests, {node.name: _columns(con, node.name)})
+    results = execute(con, tests, {node.name: columns_of(con, node.name)})
     error, warns = summarize(results)
     return ModelTests([r.as_dict() for r in results], error, warns)
-
-
-def run_tests(project: Project, select=None, exclude=None) -> list[TestResult]:
-    """``kto-build test``: run the data tests of the selected models on the stored tables."""
-    from .nodes.model import ModelNode
-
-    names = [n for n in project.graph.select(select, exclude) if isinstance(project.nodes[n], ModelNode)]
-    compiled = {n: compile_tests(project.nodes[n], project) for n in names}  # all bad specs fail first
-    db = project.database()
-    results: list[TestResult] = []
-    if not any(compiled.values()):
-        return results
-    if not db.exists():
-        raise KtoBuildError(f"{db.display} does not exist yet (run 'kto-build run' first)")
-    with db.connect(read_only=True) as con:
-        rels = relations(con)
-        for name in names:
-            tests = compiled[name]
-            if not tests:
-                continue
-            if name not in rels:
-                for t in tests:
-                    results.append(TestResult(t.name, name, t.severity, "error", 0, "",
-                                              f"'{name}' has not been built yet (run 'kto-build run')",
-                                              t.path, t.line))
-                continue
-            results.extend(execute(con, tests, {name: _columns(con, name)}))
-    return results
-
-
-# ------------------------------------------------------- export format checks
-STANDARD = "VARCHAR"
-MESSAGE_ROLES = ("system", "user", "assistant", "tool")
-
-
-@dataclass
-class FormatReport:
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    stats: dict = field(default_factory=dict)
-
-
-def _is_messages(dtype: str) -> bool:
-    d = dtype.upper().replace(" ", "").replace('"', '')
-    return d.startswith("STRUCT(") and d.endswith(")[]") and "ROLEVARCHAR" in d and "CONTENTVARCHAR" in d
-
-
-FORMAT_COLUMNS = {"kto": ("prompt", "completion", "label"), "dpo": ("prompt", "chosen", "rejected")}
-
-
-def check_format(con, table: str, fmt: str, style: str = "standard", weights: dict | None = None) -> FormatReport:
-    """TRL's contract for KTO / DPO data, checked in DuckDB on ``table``.
-
-    Errors: a missing column, a wrong type, NULL or empty text or messages, a
-    non-BOOLEAN or NULL KTO label, DPO rows with chosen = rejected, a mix of
-    plain strings and message lists. Warnings: no rows, a missing KTO label
-    class, a desirable:undesirable ratio outside TRL's recommended 1:1 .. 4:3.
-    """
-    rep = FormatReport()
-    if fmt not in FORMAT_COLUMNS:
-        return rep
-    q = quote(table)
-    types = {r[0]: r[1] for r in con.execute(f"describe {q}").fetchall()}
-    text_cols = [c for c in FORMAT_COLUMNS[fmt] if c != "label"]
-    for c in FORMAT_COLUMNS[fmt]:
-        if c not in types:
-            hint = did_you_mean(c, types) or "columns: " + ", ".join(types)
-            rep.errors.append(f"model '{table}' has no column '{c}' ({hint})")
-    if rep.errors:
-        return rep
-    shapes = {c: ("messages" if _is_messages(types[c]) else "text" if types[c] == STANDARD else types[c])
-              for c in text_cols}
-    bad_types = {c: t for c, t in shapes.items() if t not in ("messages", "text")}
-    for c, t in bad_types.items():
-        rep.errors.append(f"{table}.{c} is {t}; {fmt.upper()} needs text (VARCHAR) or a list of "
-                          "{role, content} messages")
-    if style == "standard" and any(s == "messages" for s in shapes.values()):
-        cols = ", ".join(c for c, s in shapes.items() if s == "messages")
-        rep.errors.append(f"{table}.{cols} holds message lists but the export's style is standard: never mix "
-                          "formats (set style: conversational, or select plain text)")
-    if fmt == "kto" and types["label"] != "BOOLEAN":
-        rep.errors.append(f"{table}.label is {types['label']}, TRL's KTOTrainer needs BOOLEAN "
-                          "(e.g. select value = 'Yes' as label)")
-    if rep.errors:
-        return rep
-
-    def count(where: str) -> int:
-        return con.execute(f"select count(*) from {q} where {where}").fetchone()[0]
-
-    def sample(where: str) -> str:
-        return f"select * from {q} where {where} limit {SAMPLE_ROWS}"
-
-    for c in text_cols:
-        qc = quote(c)
-        if shapes[c] == "text":
-            where = f"{qc} is null or regexp_full_match({qc}, '\\s*')"
-            what = "NULL or empty"
-        else:
-            roles = ", ".join(_lit(r) for r in MESSAGE_ROLES)
-            where = (f"{qc} is null or len({qc}) = 0 or len(list_filter({qc}, lambda m: m.content is null "
-                     f"or regexp_full_match(m.content, '\\s*') or m.role is null or m.role not in ({roles}))) > 0")
-            what = "NULL, an empty message list, or a message without role/content"
-        n = count(where)
-        if n:
-            rep.errors.append(f"{n} rows have a {what} {c} (sample: {sample(where)})")
-    if fmt == "kto":
-        n = count("label is null")
-        if n:
-            rep.errors.append(f"{n} rows have a NULL label (sample: {sample('label is null')})")
-    if fmt == "dpo":
-        where = "chosen = rejected"
-        n = count(where)
-        if n:
-            rep.errors.append(f"{n} rows have chosen = rejected: TRL accepts them silently and learns nothing "
-                              f"(sample: {sample(where)})")
-    total = con.execute(f"select count(*) from {q}").fetchone()[0]
-    rep.stats["rows"] = total
-    if style == "standard" and not rep.errors:
-        rep.warnings.extend(_seam_warnings(con, q, fmt, text_cols))
-    if total == 0:
-        rep.warnings.append(f"'{table}' has no rows: the exported dataset is empty")
-    if fmt == "kto" and not rep.errors:
-        pos, neg = con.execute(f"select count(*) filter (where label), count(*) filter (where not label) "
-                               f"from {q}").fetchone()
-        rep.stats.update(desirable=pos, undesirable=neg)
-        w = weights or {}
-        rep.warnings.extend(kto_balance_warnings(pos, neg, float(w.get("desirable_weight", 1.0)),
-                                                 float(w.get("undesirable_weight", 1.0))))
-    return rep
-
-
-def _seam_warnings(con, q: str, fmt: str, text_cols: list[str]) -> list[str]:
-    """TRL joins prompt + completion (chosen, rejected) as plain text: with no whitespace at the seam the
-    last word of the prompt and the first of the answer merge into one token run."""
-    out = []
-    for c in text_cols[1:]:
-        where = f"not regexp_matches(prompt, '\\s$') and not regexp_matches({quote(c)}, '^\\s')"
-        n = con.execute(f"select count(*) from {q} where {where}").fetchone()[0]
-        if n:
-            ex = con.execute(f"select right(prompt, 12) || {quote(c)}[:12] from {q} where {where} "
-                             "limit 1").fetchone()[0]
-            out.append(f"{n} rows join prompt and {c} with no whitespace between them (TRL concatenates the two: "
-                       f"{ex!r}); use style: conversational, or end the prompts with a newline")
-    return out
-
-
-def kto_balance_warnings(pos: int, neg: int, dw: float = 1.0, uw: float = 1.0) -> list[str]:
-    """TRL: (desirable_weight x #desirable) : (undesirable_weight x #undesirable) within 1:1 .. 4:3."""
-    if pos + neg == 0:
-        return []
-    if pos == 0 or neg == 0:
-        which = "undesirable (label false)" if neg == 0 else "desirable (label true)"
-        return [f"all {pos + neg} labels are {'true' if neg == 0 else 'false'}: no {which} examples; KTO trains "
-                "but with a weight warning (collect more answers or relax min_agreement)"]
-    ratio = (dw * pos) / (uw * neg)
-    if 1.0 <= ratio <= 4 / 3 + 1e-9:
-        return []
-    if ratio < 1.0:  # too few desirable: raise desirable_weight to reach 1:1
-        fix = f"desirable_weight={math.ceil(uw * neg / pos * 100) / 100:.2f}"
-    else:  # too many desirable: raise undesirable_weight to reach 4:3
-        fix = f"undesirable_weight={math.ceil(dw * pos * 3 / (4 * neg) * 100) / 100:.2f}"
-    return [f"label balance {pos} desirable : {neg} undesirable gives (desirable_weight x {pos}) : "
-            f"(undesirable_weight x {neg}) = {ratio:.2f}:1 with weights {dw:g}/{uw:g}, outside TRL's "
-            f"recommended 1:1 to 4:3; set {fix} in KTOConfig (and in the export's 'weights' to silence this)"]

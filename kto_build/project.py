@@ -257,7 +257,7 @@ class Project:
 
         for node in self.nodes.values():  # data test definitions are checked when the project loads
             if isinstance(node, ModelNode) and (node.tests or node.columns):
-                compile_tests(node, self, parse_sql=False)
+                compile_tests(node, self.nodes, parse_sql=False)
         for node in self.nodes.values():
             for dep in node.depends_on:
                 if dep not in known:

@@ -143,7 +143,7 @@ def data_tests(snap, node) -> list[dict]:
         return []
     from ..datatests import compile_tests, execute
 
-    tests = compile_tests(node, snap.project)
+    tests = compile_tests(node, snap.project.nodes)
     if not tests:
         return []
     return [r.as_dict() for r in execute(snap.con, tests, {node.name: list(snap.cols(node.name))})]

@@ -12,7 +12,7 @@ import datasets
 import pytest
 from conftest import PROJECT_YML, cli, make_project
 
-from kto_build.datatests import kto_balance_warnings
+from kto_build.nodes.export.checks import kto_balance_warnings
 from kto_build.project import Project
 from tests.helpers import query as db_rows
 
