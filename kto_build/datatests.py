@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import KtoBuildError, did_you_mean
 from .sql import literal, quote
+from .yamlio import key_line
 
 if TYPE_CHECKING:
     from .nodes.model import ModelNode
@@ -100,7 +101,7 @@ def _parse_entry(entry: Any, line: int, path: str, where: str) -> tuple[str, dic
         name, args = entry, {}
     elif isinstance(entry, dict) and len(entry) == 1:
         name, args = next(iter(entry.items()))
-        line = entry.line_of(name) if hasattr(entry, "line_of") else line
+        line = key_line(entry, name, default=line)
         if args is None:
             args = {}
         if not isinstance(args, dict):
@@ -125,7 +126,7 @@ def _parse_entry(entry: Any, line: int, path: str, where: str) -> tuple[str, dic
             hint = did_you_mean(str(key), allowed | COMMON_ARGS) or \
                 "options: " + ", ".join(sorted(allowed | {"severity", "where"}))
             raise KtoBuildError(f"unknown option '{key}' for test '{name}' in {where}", path,
-                                _key_line(entry, name, key, line), hint=hint)
+                                key_line(entry, name, key, default=line), hint=hint)
     for key in sorted(required):
         if key not in args:
             raise KtoBuildError(f"test '{name}' in {where} needs '{key}'", path, line,
@@ -133,17 +134,10 @@ def _parse_entry(entry: Any, line: int, path: str, where: str) -> tuple[str, dic
     severity = str(args.get("severity", "error")).lower()
     if severity not in SEVERITIES:
         raise KtoBuildError(f"severity of test '{name}' in {where} must be 'error' or 'warn', got {severity!r}",
-                            path, _key_line(entry, name, "severity", line),
+                            path, key_line(entry, name, "severity", default=line),
                             hint=did_you_mean(severity, SEVERITIES))
     args["severity"] = severity
     return name, args, line
-
-
-def _key_line(entry, name, key, default) -> int:
-    inner = entry.get(name) if isinstance(entry, dict) else None
-    if hasattr(inner, "line_of"):
-        return inner.line_of(key)
-    return default
 
 
 def compile_tests(node: ModelNode, known: Collection[str] | None = None, parse_sql: bool = True) -> list[DataTest]:
@@ -213,7 +207,7 @@ class Spec:
         return [quote(c) for c in self.columns]
 
     def key_line(self, key: str) -> int:
-        return _key_line(self.entry, self.name, key, self.line)
+        return key_line(self.entry, self.name, key, default=self.line)
 
     def label(self, detail: str = "") -> str:
         return f"{self.name}({self.model}" + (detail or (f".{', '.join(self.columns)}" if self.columns else "")) + ")"

@@ -19,7 +19,7 @@ from .nodes.base import Node
 from .nodes.model import ModelNode
 from .parse_cache import ParseCache
 from .state import Database
-from .yamlio import ANY, BOOL, SCALAR, STR, Dict, List, Map, OneOf, Scalar, YMap, load_yaml, validate
+from .yamlio import ANY, BOOL, SCALAR, STR, Dict, List, Map, OneOf, Scalar, YMap, load_yaml, tag_list, validate
 
 DEFAULT_DATABASE = "target/kto_build.duckdb"
 MATERIALIZATIONS = ("table", "view")
@@ -52,12 +52,6 @@ MODEL_DOC_SPEC = Map(
     required=("name",),
 )
 MODELS_YML_SPEC = Map({"version": SCALAR, "models": List(MODEL_DOC_SPEC)})
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _overlay(cfg: YMap, target: str) -> YMap:
@@ -219,14 +213,13 @@ class Project:
             node = ModelNode(
                 name=name, path=rel, line=1,
                 depends_on=list(dict.fromkeys(aliases.get(r.name, r.name) for r in refs)),
-                tags=_as_list(defaults.get("tags")) + _as_list(doc.get("tags")),
+                tags=tag_list(defaults.get("tags")) + tag_list(doc.get("tags")),
                 description=doc.get("description", ""), config=dict(doc),
                 sql=text, normalized_sql=parsed["normalized"], used_vars=parsed["vars"],
                 materialization=doc.get("materialized") or defaults.get("materialized") or "table",
                 tests=list(doc.get("data_tests") or doc.get("tests") or []),
-                columns=list(doc.get("columns") or []),
+                columns=list(doc.get("columns") or []), references=refs,
             )
-            node.references = refs
             self._add(node, (rel, 1))
         cache.save({str(f.relative_to(self.root)) for f in sql_files})
         self._check_references()

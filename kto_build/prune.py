@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .state import GENERATION_CACHE as CACHE
 from .state import SCHEMA
 
 if TYPE_CHECKING:
     from .project import Project
 
-CACHE = f"{SCHEMA}.generations"
 
 
 def fingerprints_in_use(project: Project) -> set[str]:

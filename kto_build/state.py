@@ -26,6 +26,8 @@ from .errors import KtoBuildError, LockError
 from .sql import literal
 
 SCHEMA = "_kto_build"
+#: every generation ever paid for (never dropped by a rebuild): the one name of the cache table
+GENERATION_CACHE = f"{SCHEMA}.generations"
 #: longest a run keeps its shared write connection before it lets readers in (between two nodes)
 HOLD_SECONDS = 1.0
 _HOLDER = re.compile(r"Conflicting lock is held in (\S+) \(PID (\d+)\)")
@@ -227,13 +229,6 @@ class Database:
             return {}
         with self.connect(read_only=True) as con:
             return read_states(con)
-
-    def relations(self) -> dict[str, str]:
-        """Tables and views in schema main: name -> 'table' | 'view'."""
-        if not self.exists():
-            return {}
-        with self.connect(read_only=True) as con:
-            return relations(con)
 
 
 def read_states(con: duckdb.DuckDBPyConnection) -> dict[str, NodeState]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..sql import fingerprint as hash_parts
 from ..state import NodeState, relations, utcnow, write_state
+from ..yamlio import key_line
 
 if TYPE_CHECKING:
     import duckdb
@@ -45,6 +46,8 @@ class Node:
     tags: list[str] = field(default_factory=list)
     description: str = ""
     config: dict = field(default_factory=dict)
+    #: the validated YAML mapping that defined the node (a ``yamlio.YMap``), for the line of a key in errors
+    cfg: Any = field(default=None, repr=False, compare=False)
 
     kind: ClassVar[str] = "node"
     #: False for nodes that write files, not a table (exports): no "table missing" staleness
@@ -70,6 +73,11 @@ class Node:
     def aliases(self) -> tuple[str, ...]:
         """Relations it creates besides its table, which SQL models may read (they then depend on it)."""
         return ()
+
+    def line_of(self, key: str, *sub: str) -> int:
+        """The YAML line of ``key`` (or of ``key: {sub: ...}``) in the mapping that defined the node;
+        the node's own line when it has no such mapping."""
+        return key_line(self.cfg, key, *sub, default=self.line)
 
     def definition(self) -> Any:
         return self.config

@@ -25,6 +25,8 @@ class ModelNode(Node):
     materialization: str = "table"
     tests: list = field(default_factory=list)
     columns: list = field(default_factory=list)
+    #: the tables its SQL reads (``sql.Reference``: name, line, col), for unknown-table errors
+    references: list = field(default_factory=list)
 
     kind: ClassVar[str] = "model"
     short: ClassVar[bool] = True

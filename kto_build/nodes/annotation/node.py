@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ...errors import KtoBuildError
 from ...sql import quote
 from ...state import utcnow
-from ...yamlio import ANY, BOOL, INT, SCALAR, STR, List, Map, OneOf, Scalar
+from ...yamlio import ANY, BOOL, INT, SCALAR, STR, List, Map, OneOf, Scalar, tag_list
 from ..base import Node, NodeResult
 from . import push
 from .log import ResponseLog
@@ -67,8 +67,6 @@ class AnnotationNode(ResponseLog, Node):
     argilla: dict = field(default_factory=dict)
     #: judge nodes whose ``annotation`` is this node (project wiring fills it; they are also in depends_on)
     suggestions_from: tuple[str, ...] = ()
-    #: the validated YAML mapping, for the line of a key in later errors
-    _cfg: Any = field(default=None, repr=False, compare=False)
 
     kind: ClassVar[str] = "annotation"
     refreshable: ClassVar[bool] = False
@@ -113,13 +111,12 @@ class AnnotationNode(ResponseLog, Node):
                     where = cfg["argilla"].line if "argilla" in cfg else cfg.line_of("backend")
                     raise KtoBuildError(f"'{name}' uses the argilla backend but sets no 'argilla: {{{key}: ...}}'",
                                         cfg.path, where)
-        tags = cfg.get("tags", [])
         node = cls(name=name, path=cfg.path, line=cfg.line, depends_on=[cfg["records"]],
-                   tags=[tags] if isinstance(tags, str) else list(tags), description=cfg.get("description", ""),
+                   tags=tag_list(cfg.get("tags")), description=cfg.get("description", ""),
                    config=dict(cfg), records=cfg["records"], backend=backend, question=q["name"],
                    title=q.get("title", ""), labels=labels, guidelines=cfg.get("guidelines", ""),
                    min_submitted=min_submitted, metadata=list(cfg["metadata"]) if "metadata" in cfg else None,
-                   metadata_visible=bool(cfg.get("metadata_visible", False)), argilla=argilla, _cfg=cfg)
+                   metadata_visible=bool(cfg.get("metadata_visible", False)), argilla=argilla, cfg=cfg)
         return node
 
     @property
@@ -139,14 +136,6 @@ class AnnotationNode(ResponseLog, Node):
         d = super().summary()
         d["backend"] = self.backend
         return d
-
-    def line_of(self, key: str, sub: str | None = None) -> int:
-        cfg = self._cfg
-        if cfg is None:
-            return self.line
-        if sub and key in cfg and hasattr(cfg[key], "line_of"):
-            return cfg[key].line_of(sub)
-        return cfg.line_of(key)
 
     @property
     def aliases(self) -> tuple[str, ...]:

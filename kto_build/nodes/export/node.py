@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ...errors import KtoBuildError
 from ...sql import quote
-from ...yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar
+from ...yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar, tag_list
 from ..base import Node, NodeResult
 from .checks import COLUMNS
 from .files import digest, files, write_empty_shard
@@ -120,11 +120,10 @@ class ExportNode(Node):
                                 cfg.line_of("outputs"), hint="outputs: [parquet, jsonl, save_to_disk]")
         path = cfg.get("path")
         out_dir = (project.root / path) if path else (project.target_dir / "exports" / project.target / name)
-        tags = cfg.get("tags", [])
         return cls(
             name=name, path=cfg.path, line=cfg.line, depends_on=[str(cfg["model"]).lower()],
-            tags=[tags] if isinstance(tags, str) else list(tags), description=cfg.get("description", ""),
-            config=dict(cfg), model=str(cfg["model"]).lower(), format=cfg["format"],
+            tags=tag_list(cfg.get("tags")), description=cfg.get("description", ""),
+            config=dict(cfg), cfg=cfg, model=str(cfg["model"]).lower(), format=cfg["format"],
             style=cfg.get("style", "standard"), outputs=list(dict.fromkeys(outputs)), out_dir=out_dir,
             split=cfg.get("split", "train"), hub=hub, weights=dict(cfg.get("weights") or {}),
             columns=list(cfg["columns"]) if cfg.get("columns") else None, pretty_name=cfg.get("pretty_name", ""),
@@ -197,8 +196,7 @@ class ExportNode(Node):
                 from ...errors import did_you_mean
 
                 raise KtoBuildError(f"export '{self.name}': model '{self.model}' has no column '{missing[0]}'",
-                                    self.path, self.config.line_of("columns") if hasattr(self.config, "line_of")
-                                    else self.line, hint=did_you_mean(missing[0], types))
+                                    self.path, self.line_of("columns"), hint=did_you_mean(missing[0], types))
             return "select " + ", ".join(quote(c) for c in cols) + f" from {quote(self.model)}"
         parts = []
         for c in COLUMNS[self.format]:
@@ -337,10 +335,8 @@ class ExportNode(Node):
         env = (self.hub or {}).get("token_env", "HF_TOKEN")
         value = os.environ.get(env, "").strip()
         if not value:
-            line = self.config["push_to_hub"].line_of("repo_id") if hasattr(self.config.get("push_to_hub"),
-                                                                             "line_of") else self.line
             raise KtoBuildError(f"export '{self.name}' pushes to {self.hub['repo_id']} but the environment "
-                                f"variable {env} is not set", self.path, line,
+                                f"variable {env} is not set", self.path, self.line_of("push_to_hub", "repo_id"),
                                 hint=f"export {env}=<a write token>, or run with --offline to skip the push")
         return value
 
