@@ -23,18 +23,39 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..sql import fingerprint as hash_parts
 from ..state import NodeState, relations, utcnow, write_state
 from ..yamlio import key_line
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
 
-    from ..project import Project
+    from ..graph import Graph
     from ..state import Database
     from ..yamlio import Spec
+
+
+class ProjectView(Protocol):
+    """What a node may read of the loaded project (``kto_build.project.Project`` is one).
+
+    Nodes never import ``kto_build.project``: the engine imports the nodes, not
+    the other way round (tests/engine/test_layout.py).
+    """
+
+    name: str
+    root: Path
+    target: str
+    target_dir: Path
+    config: dict
+    vars: dict
+    nodes: dict[str, Node]
+    graph: Graph
+
+    def database(self) -> Database: ...
 
 
 @dataclass
@@ -167,7 +188,7 @@ class Tx:
 class NodeContext:
     """What a node's ``run`` and ``stale_reason`` may use."""
 
-    project: Project
+    project: ProjectView
     node: Node
     fingerprint: str
     state: NodeState | None

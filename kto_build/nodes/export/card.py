@@ -19,7 +19,7 @@ import yaml
 from ...sql import quote
 
 if TYPE_CHECKING:
-    from ...project import Project
+    from ..base import ProjectView as Project
     from .node import ExportNode
 
 _SECRET_KEY = re.compile(r"(token|secret|password|api_?key|authorization|credential)", re.I)
