@@ -194,7 +194,7 @@ class Project:
                 raise KtoBuildError(f"'{name}' is documented but there is no models/{name}.sql", rel, entry.line,
                                     hint=did_you_mean(name, names))
         # extra relations a node creates beside its table (an annotation's <node>_latest view)
-        aliases = {a: n.name for n in self.nodes.values() for a in getattr(n, "aliases", ())}
+        aliases = {a: n.name for n in self.nodes.values() for a in n.aliases}
         cache = ParseCache(self.target_dir / "parse_cache.json")
         for f in sql_files:
             rel = str(f.relative_to(self.root))
@@ -236,7 +236,7 @@ class Project:
 
     def _check_references(self) -> None:
         known = set(self.nodes)
-        aliases = {a for n in self.nodes.values() for a in getattr(n, "aliases", ())}
+        aliases = {a for n in self.nodes.values() for a in n.aliases}
         for node in self.nodes.values():
             if not isinstance(node, ModelNode):
                 continue
@@ -311,7 +311,7 @@ class Project:
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple]]:
         from .state import relations
 
-        aliases = {a: n.name for n in self.nodes.values() for a in getattr(n, "aliases", ())}
+        aliases = {a: n.name for n in self.nodes.values() for a in n.aliases}
         relation = name.lower() if name.lower() in aliases else self.node(name).name
         owner = aliases.get(relation, relation)
         db = self.database()
@@ -361,10 +361,10 @@ def _refuse_reserved(node: Node, nodes: dict, where: tuple[str, int]) -> None:
         raise KtoBuildError(f"'{node.name}' is a name kto-build reserves for its own tables", *where,
                             hint="names starting with '_kto_' are kto-build's; rename it")
     for other in nodes.values():
-        if name in (a.lower() for a in getattr(other, "aliases", ())):
+        if name in (a.lower() for a in other.aliases):
             raise KtoBuildError(f"'{node.name}' is the view kto-build creates for {other.kind} '{other.name}' "
                                 f"({other.path}:{other.line})", *where, hint="rename it")
-    for alias in getattr(node, "aliases", ()):
+    for alias in node.aliases:
         if alias.lower() in nodes:
             other = nodes[alias.lower()]
             raise KtoBuildError(f"{node.kind} '{node.name}' creates the view '{alias}', which {other.kind} "

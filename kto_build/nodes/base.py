@@ -81,6 +81,11 @@ class Node:
     #: the yamlio spec its config is validated against
     SPEC: ClassVar[Spec | None] = None
 
+    @classmethod
+    def from_config(cls, name: str, cfg: Any, project: ProjectView) -> Node:
+        """Build the node from its validated YAML mapping (``for_target`` overrides applied)."""
+        raise NotImplementedError(f"{cls.__name__} is not configured from YAML")
+
     @property
     def materialized(self) -> str:
         return "table"
