@@ -187,7 +187,7 @@ def _parse_expression(expr: str, path: str, line: int) -> str:
 
 
 @dataclass
-class Spec:
+class TestEntry:
     """One test entry being compiled: what every kind's compile function reads."""
 
     model: str
@@ -219,18 +219,18 @@ Compiled = tuple[str, str, str]
 
 @dataclass(frozen=True)
 class Kind:
-    compile: Callable[[Spec], Compiled]
+    compile: Callable[[TestEntry], Compiled]
     allowed: frozenset[str] = frozenset()
     required: frozenset[str] = frozenset()
     needs_column: bool = False
     example: str | None = None
 
 
-def _not_null(t: Spec) -> Compiled:
+def _not_null(t: TestEntry) -> Compiled:
     return f"select * from {t.rel} where {t.qcols[0]} is null", t.label(), ""
 
 
-def _unique(t: Spec) -> Compiled:
+def _unique(t: TestEntry) -> Compiled:
     keys = ", ".join(t.qcols)
     nonnull = " and ".join(f"{c} is not null" for c in t.qcols)
     sql = (f"select * from (select *, count(*) over (partition by {keys}) as n_records from {t.rel} "
@@ -238,7 +238,7 @@ def _unique(t: Spec) -> Compiled:
     return sql, t.label(), ""
 
 
-def _accepted_values(t: Spec) -> Compiled:
+def _accepted_values(t: TestEntry) -> Compiled:
     values = t.args["values"]
     if not isinstance(values, list) or not values:
         raise KtoBuildError(f"'values' of accepted_values on {t.where_text} must be a non-empty list", t.path,
@@ -249,7 +249,7 @@ def _accepted_values(t: Spec) -> Compiled:
     return sql, t.label(f".{t.columns[0]} in {', '.join(map(str, values))}"), ""
 
 
-def _relationships(t: Spec) -> Compiled:
+def _relationships(t: TestEntry) -> Compiled:
     to = str(t.args["to"]).lower()
     if t.known is not None and to not in t.known:
         raise KtoBuildError(f"relationships on {t.where_text} points to unknown node '{t.args['to']}'", t.path,
@@ -260,14 +260,14 @@ def _relationships(t: Spec) -> Compiled:
     return sql, t.label(f".{t.columns[0]} -> {to}.{t.args['field']}"), ""
 
 
-def _expression(t: Spec) -> Compiled:
+def _expression(t: TestEntry) -> Compiled:
     expr = str(t.args["expression"])
     if t.parse_sql:
         _parse_expression(expr, t.path, t.key_line("expression"))
     return f"select * from {t.rel} where not coalesce(({expr}), false)", t.label(f": {expr}"), ""
 
 
-def _row_count(t: Spec) -> Compiled:
+def _row_count(t: TestEntry) -> Compiled:
     lo, hi = t.args.get("min"), t.args.get("max")
     for key, v in (("min", lo), ("max", hi)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
@@ -309,9 +309,10 @@ def _compile_one(node: ModelNode, known, entry, line: int, path: str, column: st
     if KINDS[name].needs_column and not columns:
         raise KtoBuildError(f"test '{name}' on {where_text} needs a column (put it under a column, or give "
                             f"{'columns' if name == 'unique' else 'column_name'})", path, line)
-    spec = Spec(node.name, name, args, columns, rel, where_text, path, line, entry, known, parse_sql)
-    sql, label, detail = KINDS[name].compile(spec)
+    t = TestEntry(node.name, name, args, columns, rel, where_text, path, line, entry, known, parse_sql)
+    sql, label, detail = KINDS[name].compile(t)
     return DataTest(label, name, node.name, args["severity"], sql, path, line, columns, detail)
+
 
 # ---------------------------------------------------------------------- run
 def execute(con, tests: list[DataTest], table_columns: dict[str, list[str]] | None = None) -> list[TestResult]:
