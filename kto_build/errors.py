@@ -50,11 +50,3 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str | None
     if not matches:
         return None
     return "did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
-
-
-def relpath(path: str | Path, root: str | Path | None = None) -> str:
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path(root or Path.cwd()).resolve()))
-    except ValueError:
-        return str(p)

@@ -19,7 +19,7 @@ from .nodes.base import Node
 from .nodes.model import ModelNode
 from .parse_cache import ParseCache
 from .state import Database
-from .yamlio import ANY, BOOL, SCALAR, STR, Dict, List, Map, OneOf, Scalar, YMap, load_yaml, validate
+from .yamlio import ANY, BOOL, SCALAR, STR, Dict, List, Map, OneOf, Scalar, YMap, load_yaml, tag_list, validate
 
 DEFAULT_DATABASE = "target/kto_build.duckdb"
 MATERIALIZATIONS = ("table", "view")
@@ -52,12 +52,6 @@ MODEL_DOC_SPEC = Map(
     required=("name",),
 )
 MODELS_YML_SPEC = Map({"version": SCALAR, "models": List(MODEL_DOC_SPEC)})
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _overlay(cfg: YMap, target: str) -> YMap:
@@ -200,7 +194,7 @@ class Project:
                 raise KtoBuildError(f"'{name}' is documented but there is no models/{name}.sql", rel, entry.line,
                                     hint=did_you_mean(name, names))
         # extra relations a node creates beside its table (an annotation's <node>_latest view)
-        aliases = {a: n.name for n in self.nodes.values() for a in getattr(n, "aliases", ())}
+        aliases = {a: n.name for n in self.nodes.values() for a in n.aliases}
         cache = ParseCache(self.target_dir / "parse_cache.json")
         for f in sql_files:
             rel = str(f.relative_to(self.root))
@@ -219,14 +213,13 @@ class Project:
             node = ModelNode(
                 name=name, path=rel, line=1,
                 depends_on=list(dict.fromkeys(aliases.get(r.name, r.name) for r in refs)),
-                tags=_as_list(defaults.get("tags")) + _as_list(doc.get("tags")),
+                tags=tag_list(defaults.get("tags")) + tag_list(doc.get("tags")),
                 description=doc.get("description", ""), config=dict(doc),
                 sql=text, normalized_sql=parsed["normalized"], used_vars=parsed["vars"],
                 materialization=doc.get("materialized") or defaults.get("materialized") or "table",
                 tests=list(doc.get("data_tests") or doc.get("tests") or []),
-                columns=list(doc.get("columns") or []),
+                columns=list(doc.get("columns") or []), references=refs,
             )
-            node.references = refs
             self._add(node, (rel, 1))
         cache.save({str(f.relative_to(self.root)) for f in sql_files})
         self._check_references()
@@ -243,7 +236,7 @@ class Project:
 
     def _check_references(self) -> None:
         known = set(self.nodes)
-        aliases = {a for n in self.nodes.values() for a in getattr(n, "aliases", ())}
+        aliases = {a for n in self.nodes.values() for a in n.aliases}
         for node in self.nodes.values():
             if not isinstance(node, ModelNode):
                 continue
@@ -253,11 +246,11 @@ class Project:
                     if not any(n.kind != "model" for n in self.nodes.values()):
                         hint = self._sources_hint() or hint
                     raise KtoBuildError(f"unknown table '{ref.name}'", node.path, ref.line, ref.col, hint=hint)
-        from .checks import compile_tests
+        from .datatests import compile_tests
 
         for node in self.nodes.values():  # data test definitions are checked when the project loads
             if isinstance(node, ModelNode) and (node.tests or node.columns):
-                compile_tests(node, self, parse_sql=False)
+                compile_tests(node, self.nodes, parse_sql=False)
         for node in self.nodes.values():
             for dep in node.depends_on:
                 if dep not in known:
@@ -318,7 +311,7 @@ class Project:
     def show(self, name: str, limit: int = 10) -> tuple[list[str], list[tuple]]:
         from .state import relations
 
-        aliases = {a: n.name for n in self.nodes.values() for a in getattr(n, "aliases", ())}
+        aliases = {a: n.name for n in self.nodes.values() for a in n.aliases}
         relation = name.lower() if name.lower() in aliases else self.node(name).name
         owner = aliases.get(relation, relation)
         db = self.database()
@@ -368,10 +361,10 @@ def _refuse_reserved(node: Node, nodes: dict, where: tuple[str, int]) -> None:
         raise KtoBuildError(f"'{node.name}' is a name kto-build reserves for its own tables", *where,
                             hint="names starting with '_kto_' are kto-build's; rename it")
     for other in nodes.values():
-        if name in (a.lower() for a in getattr(other, "aliases", ())):
+        if name in (a.lower() for a in other.aliases):
             raise KtoBuildError(f"'{node.name}' is the view kto-build creates for {other.kind} '{other.name}' "
                                 f"({other.path}:{other.line})", *where, hint="rename it")
-    for alias in getattr(node, "aliases", ()):
+    for alias in node.aliases:
         if alias.lower() in nodes:
             other = nodes[alias.lower()]
             raise KtoBuildError(f"{node.kind} '{node.name}' creates the view '{alias}', which {other.kind} "

@@ -11,7 +11,6 @@ still run.
 from __future__ import annotations
 
 import json
-import logging
 import time
 import traceback
 import uuid
@@ -27,7 +26,6 @@ from .state import SCHEMA, read_states, relations, utcnow
 if TYPE_CHECKING:
     from .project import Project
 
-log = logging.getLogger("kto_build")
 
 
 @dataclass

@@ -165,7 +165,7 @@ def validate(value: Any, spec: Spec, where: str, path: str, line: int) -> None:
     if spec.kind == "map":
         known = spec.fields
         for key in value:
-            kline = value.line_of(key) if isinstance(value, YMap) else line
+            kline = key_line(value, key, default=line)
             if key not in known:
                 hint = did_you_mean(str(key), known) or "known keys: " + ", ".join(sorted(known))
                 raise KtoBuildError(f"unknown key '{key}' in {where}", path, kline, hint=hint)
@@ -175,7 +175,7 @@ def validate(value: Any, spec: Spec, where: str, path: str, line: int) -> None:
                 raise KtoBuildError(f"{where} is missing the required key '{key}'", path, getattr(value, "line", line))
     elif spec.kind == "dict":
         for key, item in value.items():
-            kline = value.line_of(key) if isinstance(value, YMap) else line
+            kline = key_line(value, key, default=line)
             validate(item, spec.value, f"'{key}'", path, kline)
     elif spec.kind == "list":
         lines = getattr(value, "item_lines", None) or [line] * len(value)
@@ -195,7 +195,21 @@ def _show(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def line_of(obj: Any, key: str | None = None, default: int = 0) -> int:
-    if isinstance(obj, YMap):
-        return obj.line_of(key) if key is not None else obj.line
-    return getattr(obj, "line", default)
+def key_line(obj: Any, *keys: str, default: int = 0) -> int:
+    """The YAML line of ``obj[keys[0]][keys[1]]...``: the deepest key found; with no key found, the
+    mapping's own line (or ``default`` for an object loaded without lines). The one way to find the line
+    of a config key (``YMap.line_of`` is its one-key case; nodes call ``Node.line_of``)."""
+    line = getattr(obj, "line", 0) or default
+    for key in keys:
+        if not isinstance(obj, YMap):
+            break
+        line = obj.line_of(key)
+        obj = obj.get(key)
+    return line
+
+
+def tag_list(value: Any) -> list[str]:
+    """``tags:`` as written (absent, one tag, or a list) -> a list: the one normalisation of tags."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)

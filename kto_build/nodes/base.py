@@ -23,17 +23,39 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..sql import fingerprint as hash_parts
 from ..state import NodeState, relations, utcnow, write_state
+from ..yamlio import key_line
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
 
-    from ..project import Project
+    from ..graph import Graph
     from ..state import Database
     from ..yamlio import Spec
+
+
+class ProjectView(Protocol):
+    """What a node may read of the loaded project (``kto_build.project.Project`` is one).
+
+    Nodes never import ``kto_build.project``: the engine imports the nodes, not
+    the other way round (tests/engine/test_layout.py).
+    """
+
+    name: str
+    root: Path
+    target: str
+    target_dir: Path
+    config: dict
+    vars: dict
+    nodes: dict[str, Node]
+    graph: Graph
+
+    def database(self) -> Database: ...
 
 
 @dataclass
@@ -45,6 +67,8 @@ class Node:
     tags: list[str] = field(default_factory=list)
     description: str = ""
     config: dict = field(default_factory=dict)
+    #: the validated YAML mapping that defined the node (a ``yamlio.YMap``), for the line of a key in errors
+    cfg: Any = field(default=None, repr=False, compare=False)
 
     kind: ClassVar[str] = "node"
     #: False for nodes that write files, not a table (exports): no "table missing" staleness
@@ -56,6 +80,11 @@ class Node:
     short: ClassVar[bool] = False
     #: the yamlio spec its config is validated against
     SPEC: ClassVar[Spec | None] = None
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Any, project: ProjectView) -> Node:
+        """Build the node from its validated YAML mapping (``for_target`` overrides applied)."""
+        raise NotImplementedError(f"{cls.__name__} is not configured from YAML")
 
     @property
     def materialized(self) -> str:
@@ -70,6 +99,11 @@ class Node:
     def aliases(self) -> tuple[str, ...]:
         """Relations it creates besides its table, which SQL models may read (they then depend on it)."""
         return ()
+
+    def line_of(self, key: str, *sub: str) -> int:
+        """The YAML line of ``key`` (or of ``key: {sub: ...}``) in the mapping that defined the node;
+        the node's own line when it has no such mapping."""
+        return key_line(self.cfg, key, *sub, default=self.line)
 
     def definition(self) -> Any:
         return self.config
@@ -159,7 +193,7 @@ class Tx:
 class NodeContext:
     """What a node's ``run`` and ``stale_reason`` may use."""
 
-    project: Project
+    project: ProjectView
     node: Node
     fingerprint: str
     state: NodeState | None

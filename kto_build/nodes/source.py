@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import KtoBuildError
-from ..sql import quote
-from ..yamlio import ANY, STR, Map, OneOf, Scalar
+from ..sql import literal, quote
+from ..yamlio import ANY, STR, Map, OneOf, Scalar, tag_list
 from .base import Node, NodeResult
 
 if TYPE_CHECKING:
@@ -65,9 +65,8 @@ class SourceNode(Node):
             if suffix not in READERS:
                 raise KtoBuildError(f"cannot read '{cfg['path']}': use .jsonl, .csv, .tsv, .parquet "
                                     "or set 'format'", cfg.path, cfg.line_of("path"))
-        tags = cfg.get("tags", [])
-        return cls(name=name, path=cfg.path, line=cfg.line, config=cfg, root=project.root,
-                   description=cfg.get("description", ""), tags=[tags] if isinstance(tags, str) else list(tags))
+        return cls(name=name, path=cfg.path, line=cfg.line, config=cfg, cfg=cfg, root=project.root,
+                   description=cfg.get("description", ""), tags=tag_list(cfg.get("tags")))
 
     # ------------------------------------------------------------ staleness
     @property
@@ -89,7 +88,7 @@ class SourceNode(Node):
             st = os.stat(f)
         except FileNotFoundError:
             raise KtoBuildError(f"prompt file '{self.config['path']}' not found", self.path,
-                                self.config.line_of("path")) from None
+                                self.line_of("path")) from None
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
         prev = ctx.state.extra if ctx.state else {}
         if prev.get("stamp") == stamp and prev.get("content_hash"):
@@ -126,11 +125,11 @@ class SourceNode(Node):
         text, id_col = self.config.get("text"), self.config.get("id")
         if self.file is not None and _blank(self.file):
             raise KtoBuildError(f"{self.config.get('path')} is empty (no prompts to load)", self.path,
-                                self.config.line_of("path"), hint="add rows to the file or point 'path' at "
+                                self.line_of("path"), hint="add rows to the file or point 'path' at "
                                                                   "another one")
         if self.file is not None:
             suffix = "." + self.config["format"] if "format" in self.config else self.file.suffix.lower()
-            relation = READERS[suffix].format(path="'" + str(self.file).replace("'", "''") + "'")
+            relation = READERS[suffix].format(path=literal(str(self.file)))
         else:
             relation = self._register_dataset(con)
         try:
@@ -142,7 +141,7 @@ class SourceNode(Node):
             if col is not None and col not in columns:
                 raise KtoBuildError(
                     f"column '{col}' not found in {self.config.get('path') or self.config.get('dataset')} "
-                    f"(columns: {', '.join(columns)})", self.path, self.config.line_of(key))
+                    f"(columns: {', '.join(columns)})", self.path, self.line_of(key))
         if text is None:  # a plain table, loaded as it is
             return f"SELECT * FROM {relation}"
         excluded = [c for c in (text, id_col) if c]
@@ -182,7 +181,7 @@ class SourceNode(Node):
                                        revision=cfg.get("revision"), **extra)
         except Exception as exc:
             raise KtoBuildError(f"cannot load dataset '{cfg['dataset']}': {str(exc).splitlines()[0]}",
-                                self.path, self.config.line_of("dataset")) from None
+                                self.path, self.line_of("dataset")) from None
         con.register("_kto_source_arrow", ds.data.table)
         return "_kto_source_arrow"
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import KtoBuildError
 from ...sql import quote
-from ...state import SCHEMA, utcnow
+from ...state import GENERATION_CACHE, SCHEMA, utcnow
 from .settings import ModelEntry
 
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
     from .calls import CallRequest, CallResult
 
-CACHE_TABLE = "generations"
-CACHE = f"{SCHEMA}.{CACHE_TABLE}"
+CACHE = GENERATION_CACHE  # the one definition lives in state
+CACHE_TABLE = CACHE.split(".", 1)[1]
 
 
 def _sql(sql_type: str) -> dict:

@@ -26,7 +26,7 @@ change, an output is missing or is not the file it wrote (a SHA-256 per
 file is kept in its state), or a configured push has not happened yet; it
 never creates a DuckDB table. In conversational style the generator's system
 prompt (a ``system_prompt`` column of the model, when present and not empty)
-becomes the first message of ``prompt``. The format checks in ``checks.check_format`` run
+becomes the first message of ``prompt``. The format checks in ``checks.check_format`` (TRL) run
 first: an error stops the export before any file is written.
 """
 
@@ -39,21 +39,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import KtoBuildError
-from ..sql import quote
-from ..yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar
-from .base import Node, NodeResult
-from .export_files import digest, files, write_empty_shard
+from ...errors import KtoBuildError
+from ...sql import quote
+from ...yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar, tag_list
+from ..base import Node, NodeResult
+from .checks import COLUMNS
+from .files import digest, files, write_empty_shard
 
 if TYPE_CHECKING:
-    from .base import NodeContext
+    from ..base import NodeContext
 
 FORMATS = ("kto", "dpo", "raw")
 STYLES = ("standard", "conversational")
 OUTPUTS = ("parquet", "jsonl", "save_to_disk")
 #: column -> role of the message it becomes in conversational style
 ROLES = {"prompt": "user", "completion": "assistant", "chosen": "assistant", "rejected": "assistant"}
-COLUMNS = {"kto": ("prompt", "completion", "label"), "dpo": ("prompt", "chosen", "rejected")}
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 HUB_SPEC = Map({"repo_id": STR, "private": BOOL, "config_name": STR, "split": STR, "token_env": STR,
@@ -119,11 +120,10 @@ class ExportNode(Node):
                                 cfg.line_of("outputs"), hint="outputs: [parquet, jsonl, save_to_disk]")
         path = cfg.get("path")
         out_dir = (project.root / path) if path else (project.target_dir / "exports" / project.target / name)
-        tags = cfg.get("tags", [])
         return cls(
             name=name, path=cfg.path, line=cfg.line, depends_on=[str(cfg["model"]).lower()],
-            tags=[tags] if isinstance(tags, str) else list(tags), description=cfg.get("description", ""),
-            config=dict(cfg), model=str(cfg["model"]).lower(), format=cfg["format"],
+            tags=tag_list(cfg.get("tags")), description=cfg.get("description", ""),
+            config=dict(cfg), cfg=cfg, model=str(cfg["model"]).lower(), format=cfg["format"],
             style=cfg.get("style", "standard"), outputs=list(dict.fromkeys(outputs)), out_dir=out_dir,
             split=cfg.get("split", "train"), hub=hub, weights=dict(cfg.get("weights") or {}),
             columns=list(cfg["columns"]) if cfg.get("columns") else None, pretty_name=cfg.get("pretty_name", ""),
@@ -193,11 +193,10 @@ class ExportNode(Node):
             cols = self.columns or list(types)
             missing = [c for c in cols if c not in types]
             if missing:
-                from ..errors import did_you_mean
+                from ...errors import did_you_mean
 
                 raise KtoBuildError(f"export '{self.name}': model '{self.model}' has no column '{missing[0]}'",
-                                    self.path, self.config.line_of("columns") if hasattr(self.config, "line_of")
-                                    else self.line, hint=did_you_mean(missing[0], types))
+                                    self.path, self.line_of("columns"), hint=did_you_mean(missing[0], types))
             return "select " + ", ".join(quote(c) for c in cols) + f" from {quote(self.model)}"
         parts = []
         for c in COLUMNS[self.format]:
@@ -228,9 +227,9 @@ class ExportNode(Node):
         return datasets.Features(feats)
 
     def run(self, ctx: NodeContext) -> NodeResult:
-        from .. import card as cardmod
-        from ..checks import check_format
-        from ..state import relations
+        from ...state import relations
+        from . import card as cardmod
+        from .checks import check_format
 
         where = (self.path, self.line)
         upstream = ctx.states.get(self.model)
@@ -336,15 +335,13 @@ class ExportNode(Node):
         env = (self.hub or {}).get("token_env", "HF_TOKEN")
         value = os.environ.get(env, "").strip()
         if not value:
-            line = self.config["push_to_hub"].line_of("repo_id") if hasattr(self.config.get("push_to_hub"),
-                                                                             "line_of") else self.line
             raise KtoBuildError(f"export '{self.name}' pushes to {self.hub['repo_id']} but the environment "
-                                f"variable {env} is not set", self.path, line,
+                                f"variable {env} is not set", self.path, self.line_of("push_to_hub", "repo_id"),
                                 hint=f"export {env}=<a write token>, or run with --offline to skip the push")
         return value
 
     def _push(self, ds, ctx: NodeContext, stats: dict, columns: dict, token: str) -> str:
-        from .. import card as cardmod
+        from . import card as cardmod
 
         kwargs = self.hub_call(token)
         try:
