@@ -36,11 +36,10 @@ import time
 import uuid
 from pathlib import Path
 
+from scripts.argilla_server import services
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts" / "argilla_server"))
-import services  # noqa: E402 - scripts/argilla_server/services.py
 
 
 def log(msg: str) -> None:

@@ -35,7 +35,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
 PY = sys.executable
 KTO = str(Path(sys.executable).parent / "kto-build")
 KEY_ENV = "KTO_BENCH_KEY"
