@@ -1,7 +1,7 @@
 """Benchmark kto-build's argilla annotation node against the bare argilla SDK doing the same calls.
 
     bash scripts/install-test-services.sh
-    .venv/bin/python bench/bench_annotation.py --records 10000
+    .venv/bin/python -m bench.bench_annotation --records 10000
 
 Starts its own redis-server and argilla-server 2.8 (SQLite, the in-process
 search engine of scripts/argilla_server/) on 127.0.0.1 and stops them after.

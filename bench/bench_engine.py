@@ -1,6 +1,6 @@
 """Benchmark kto-build's engine against dbt-duckdb and bare DuckDB on the same SQL and data.
 
-    bash bench/setup-peers.sh && .venv/bin/python bench/bench_engine.py --prompts 100000
+    bash bench/setup-peers.sh && .venv/bin/python -m bench.bench_engine --prompts 100000
 
 Measures (median of --repeat runs, wall clock of each tool's CLI as a subprocess;
 in-process too where that is fair):

@@ -1,6 +1,6 @@
 """Benchmark generation: kto-build's generator vs a plain distilabel Pipeline, same server, same prompts.
 
-    .venv/bin/python bench/bench_generation.py [--prompts 2000] [--latency 0.05] [--concurrency 16 32]
+    .venv/bin/python -m bench.bench_generation [--prompts 2000] [--latency 0.05] [--concurrency 16 32]
 
 A local OpenAI-compatible server (tests/generation/llm_server.py, its own
 process, 127.0.0.1) answers every request after --latency seconds. Both sides
