@@ -9,7 +9,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-EXAMPLE_FILES = ("project.yml", "sources.yml", "models", "data")  # kto_build/cli.py copies the same list
+EXAMPLE_FILES = ("project.yml", "sources.yml", "models", "data")  # kto_build/commands/build.py copies the same list
 
 
 class BuildPyWithExample(build_py):

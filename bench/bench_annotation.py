@@ -1,7 +1,7 @@
 """Benchmark kto-build's argilla annotation node against the bare argilla SDK doing the same calls.
 
     bash scripts/install-test-services.sh
-    .venv/bin/python bench/bench_annotation.py --records 10000
+    .venv/bin/python -m bench.bench_annotation --records 10000
 
 Starts its own redis-server and argilla-server 2.8 (SQLite, the in-process
 search engine of scripts/argilla_server/) on 127.0.0.1 and stops them after.
@@ -36,11 +36,10 @@ import time
 import uuid
 from pathlib import Path
 
+from scripts.argilla_server import services
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts" / "argilla_server"))
-import services  # noqa: E402 - scripts/argilla_server/services.py
 
 
 def log(msg: str) -> None:

@@ -18,14 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench.bench_engine import DBT, KTO, hardware, log, sh, versions
+from bench.engine import projects as P
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE / "engine"))
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO))
-
-import projects as P  # noqa: E402
-from bench_engine import DBT, KTO, hardware, log, sh, versions  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path, repeat: int, before=None) -> list[float]:

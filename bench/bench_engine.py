@@ -1,6 +1,6 @@
 """Benchmark kto-build's engine against dbt-duckdb and bare DuckDB on the same SQL and data.
 
-    bash bench/setup-peers.sh && .venv/bin/python bench/bench_engine.py --prompts 100000
+    bash bench/setup-peers.sh && .venv/bin/python -m bench.bench_engine --prompts 100000
 
 Measures (median of --repeat runs, wall clock of each tool's CLI as a subprocess;
 in-process too where that is fair):
@@ -34,13 +34,12 @@ import sys
 import time
 from pathlib import Path
 
+from bench.engine import projects as P
+from bench.engine import reference as R
+from bench.engine import workload as W
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE / "engine"))
-
-import projects as P  # noqa: E402
-import reference as R  # noqa: E402
-import workload as W  # noqa: E402
 
 KTO = REPO / ".venv" / "bin" / "kto-build"
 PY = REPO / ".venv" / "bin" / "python"

@@ -1,6 +1,6 @@
 """Benchmark generation: kto-build's generator vs a plain distilabel Pipeline, same server, same prompts.
 
-    .venv/bin/python bench/bench_generation.py [--prompts 2000] [--latency 0.05] [--concurrency 16 32]
+    .venv/bin/python -m bench.bench_generation [--prompts 2000] [--latency 0.05] [--concurrency 16 32]
 
 A local OpenAI-compatible server (tests/generation/llm_server.py, its own
 process, 127.0.0.1) answers every request after --latency seconds. Both sides
@@ -35,7 +35,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
 PY = sys.executable
 KTO = str(Path(sys.executable).parent / "kto-build")
 KEY_ENV = "KTO_BENCH_KEY"

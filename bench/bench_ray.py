@@ -33,7 +33,6 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
 
 from kto_build.adapters import distilabel_llm as dl  # noqa: E402
 from scripts.ray_cluster import HEAD_RESOURCE, WORKER_RESOURCE, LoopbackCluster  # noqa: E402

@@ -1,6 +1,6 @@
 """kill -9 trials and reader lock windows for docs/reliability.md (issue 9).
 
-    .venv/bin/python bench/bench_reliability.py --trials 10
+    .venv/bin/python -m bench.bench_reliability --trials 10
 
 Scenarios (each trial a fresh project in a temp dir, the test LLM server of tests/generation on 127.0.0.1):
 
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import duckdb  # noqa: E402
 

@@ -171,6 +171,7 @@ class Runner:
         results: list[dict] = []
         rr = None
         with self.db.writer_lock():
+            self.db.hold()  # one connection for the snapshot and the staleness checks; released before long nodes
             states, rels = self._snapshot(write=True)
             self._rels = rels
             bad: dict[str, str] = {}  # failed or blocked node -> root failure
@@ -180,8 +181,6 @@ class Runner:
                     if node.short:
                         self.db.let_readers_in()  # at least once a second between nodes
                         self.db.hold()
-                    else:
-                        self.db.release()
                     try:
                         res = self._run_one(node, states, rels, bad, full_refresh, offline)
                     except KeyboardInterrupt:  # what ran is committed; say so in run_results.json too
@@ -229,6 +228,8 @@ class Runner:
         if not why:
             return {**base, "status": "skipped", "message": "up to date",
                     "rows": states[node.name].rows if node.name in states else None}
+        if not node.short:
+            self.db.release()  # a long node opens its own connections, so readers get in between its batches
         self.reporter.node_start(node, why)
         out = {**base, "reason": why}
         try:

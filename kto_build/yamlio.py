@@ -32,8 +32,11 @@ class YList(list):
     item_lines: list
 
 
-def _loader_for(path: str):
-    class Loader(yaml.SafeLoader):
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _loader_for(path: str, base=yaml.SafeLoader):
+    class Loader(base):
         pass
 
     def construct_mapping(loader, node, deep=False):
@@ -66,7 +69,10 @@ def load_yaml(path: str | Path, display: str | None = None) -> Any:
     shown = display or str(path)
     text = Path(path).read_text(encoding="utf-8")
     try:
-        data = yaml.load(text, Loader=_loader_for(shown))  # noqa: S506 - SafeLoader subclass
+        try:  # libyaml's parser when there is one (~10x faster); its errors are worded by the Python parser
+            data = yaml.load(text, Loader=_loader_for(shown, _FAST_LOADER))  # noqa: S506 - SafeLoader subclass
+        except yaml.MarkedYAMLError:
+            data = yaml.load(text, Loader=_loader_for(shown))  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -104,6 +110,37 @@ class Spec:
                 return "one of " + ", ".join(repr(c) for c in self.choices)
             return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
         return {"map": "a mapping", "dict": "a mapping", "list": "a list", "any": "anything"}.get(self.kind, self.kind)
+
+    def to_json_schema(self) -> dict:
+        """The same rule as JSON Schema (draft 2020-12), for editors: what ``validate`` accepts, it accepts."""
+        out = _JSON_SCHEMA[self.kind](self)
+        if self.what:
+            out["description"] = self.what
+        return out
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _scalar_schema(spec: Spec) -> dict:
+    if spec.choices:
+        return {"enum": list(spec.choices)}
+    names = [_JSON_TYPES[t] for t in spec.types]
+    if "number" in names and "integer" in names:
+        names.remove("integer")  # a JSON number includes the whole numbers
+    return {"type": names[0] if len(names) == 1 else names}
+
+
+_JSON_SCHEMA = {
+    "any": lambda spec: {},
+    "scalar": _scalar_schema,
+    "map": lambda spec: {"type": "object", "properties": {k: v.to_json_schema() for k, v in spec.fields.items()},
+                         **({"required": list(spec.required)} if spec.required else {}),
+                         "additionalProperties": False},
+    "dict": lambda spec: {"type": "object", "additionalProperties": spec.value.to_json_schema()},
+    "list": lambda spec: {"type": "array", "items": spec.value.to_json_schema()},
+    "oneof": lambda spec: {"anyOf": [o.to_json_schema() for o in spec.options]},
+}
 
 
 def Scalar(*types, choices=(), what=""):  # noqa: N802 - reads like a type

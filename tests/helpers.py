@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,13 +16,36 @@ import duckdb
 REPO = Path(__file__).resolve().parent.parent
 
 
-def query(root: Path, sql: str, database: str = "target/kto_build.duckdb") -> list[tuple]:
+def query(root: Path, sql: str, database: str = "target/kto_build.duckdb", params=None) -> list[tuple]:
     """Rows of ``sql`` on a project's database, through a read-only connection closed at once."""
     con = duckdb.connect(str(Path(root) / database), read_only=True)
     try:
-        return con.execute(sql).fetchall()
+        return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+class ProjectDir:
+    """A project folder in a test: write its files (dedented, folders made), query its database.
+
+    The one project-writing helper; the engine tests' ``Proj`` and the generation tests' ``GenProject`` add
+    their own ways to run it.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def write(self, rel: str, text: str) -> Path:
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return p
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        return query(self.root, sql, params=params)
+
+    def scalar(self, sql: str, params=None):
+        return self.query(sql, params)[0][0]
 
 
 CHROMIUM = "/usr/bin/chromium"

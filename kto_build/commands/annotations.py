@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
-from ..cli import friendly, load_project, project_options
+from . import internals
+from .common import load_project, project_command
 
 
-@click.command()
+@project_command()
 @click.argument("node", required=False)
 @click.option("--port", "-p", default=8765, show_default=True, help="Port to serve on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -20,48 +21,36 @@ from ..cli import friendly, load_project, project_options
 @click.option("--export-pending", "export_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the records still needing answers to a jsonl file, for rating offline.")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
-@project_options
-@click.pass_obj
-@friendly
-def annotate(obj, target, vars_, node, port, host, answers_file, export_file, no_browser):
+def annotate(obj, node, port, host, answers_file, export_file, no_browser):
     """Rate records of a local annotation node in a web page (on 127.0.0.1 unless --host).
 
     Each answer is its own short write to the DuckDB file, so 'kto-build run'
     can run between answers (it waits up to 5 s for an answer being written).
     """
-    from ..services.annotations import export_pending, import_answers, pick_local_node
-
     project = load_project(obj)
-    n = pick_local_node(project, node)
+    n = internals.pick_local_node(project, node)
     if answers_file is not None and export_file is not None:
         raise click.UsageError("use --answers or --export-pending, not both")
     if answers_file is not None:
-        out = import_answers(project, n, answers_file)
+        out = internals.import_answers(project, n, answers_file)
         click.echo(f"{n.name}: read {out['lines']} answers from {answers_file}: {out['appended']} added to the log, "
                    f"{out['unchanged']} unchanged")
         return
     if export_file is not None:
-        count = export_pending(project, n, export_file)
+        count = internals.export_pending(project, n, export_file)
         click.echo(f"{n.name}: wrote {count} pending records to {export_file} "
                    f"(fill in 'annotator' and 'value', then: kto-build annotate {n.name} --answers FILE)")
         return
-    from ..annotate_server import serve
-
-    serve(project, n, port=port, host=host, open_browser=not no_browser,
-          ready=lambda url: click.echo(f"Annotating {n.name} at {url} (Ctrl+C to stop)"))
+    internals.serve_annotator(project, n, port=port, host=host, open_browser=not no_browser,
+                              ready=lambda url: click.echo(f"Annotating {n.name} at {url} (Ctrl+C to stop)"))
 
 
-@click.command()
+@project_command()
 @click.argument("nodes", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@project_options
-@click.pass_obj
-@friendly
-def status(obj, target, vars_, nodes, as_json):
+def status(obj, nodes, as_json):
     """Annotation progress: records pushed, records with enough answers, answers per annotator."""
-    from ..services.annotations import status as annotation_status
-
-    rows = annotation_status(load_project(obj), list(nodes) or None)
+    rows = internals.annotation_status(load_project(obj), list(nodes) or None)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -89,5 +78,3 @@ def status(obj, target, vars_, nodes, as_json):
             click.echo(f"  last pull:        {show(d['last_pull_at'])}")
         click.echo(f"  last answer:      {show(d['last_answer_at'])}")
 
-
-COMMANDS = [annotate, status]

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import click
 
-from ..cli import friendly, load_project, project_options
+from . import internals
+from .common import load_project, project_command
 
 
-@click.command()
+@project_command()
 @click.option("--yes", is_flag=True, help="Delete them (without it, only list what would be deleted).")
-@project_options
-@click.pass_obj
-@friendly
-def prune(obj, target, vars_, yes):
+def prune(obj, yes):
     """Delete cached generations whose settings no generator uses in any target."""
-    from ..prune import prune_generations
-
-    groups = prune_generations(load_project(obj), apply=yes)
+    groups = internals.prune_generations(load_project(obj), apply=yes)
     if not groups:
         click.echo("Nothing to prune: every cached generation belongs to settings in use.")
         return
@@ -29,5 +25,3 @@ def prune(obj, target, vars_, yes):
     else:
         click.echo(f"{total} cached generations would be deleted; run 'kto-build prune --yes' to delete them.")
 
-
-COMMANDS = [prune]

@@ -6,21 +6,18 @@ import sys
 
 import click
 
-from ..cli import EchoReporter, exclude_opt, friendly, load_project, project_options, select_opt
+from ..errors import KtoBuildError
+from . import internals
+from .common import EchoReporter, exclude_opt, load_project, project_command, select_opt
 
 
-@click.command("test")
+@project_command("test")
 @select_opt
 @exclude_opt
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-@project_options
-@click.pass_obj
-@friendly
-def test_cmd(obj, target, vars_, select, exclude, as_json):
+def test_cmd(obj, select, exclude, as_json):
     """Run the data tests of models/*.yml on the stored tables."""
-    from ..services.tests import run_tests
-
-    results = run_tests(load_project(obj), select, exclude)
+    results = internals.run_data_tests(load_project(obj), select, exclude)
     if as_json:
         import json
 
@@ -38,16 +35,11 @@ def test_cmd(obj, target, vars_, select, exclude, as_json):
     sys.exit(1 if any(r.status in ("fail", "error") for r in results) else 0)
 
 
-@click.command("export")
+@project_command("export")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--offline", is_flag=True, help="Write the files, skip push_to_hub.")
-@project_options
-@click.pass_obj
-@friendly
-def export_cmd(obj, target, vars_, names, offline):
+def export_cmd(obj, names, offline):
     """Write exports now, even if they are up to date (their model as stored)."""
-    from ..errors import KtoBuildError
-
     project = load_project(obj)
     chosen = []
     for name in names:
@@ -65,5 +57,3 @@ def export_cmd(obj, target, vars_, names, offline):
             click.echo(f"{n['name']}: {n['message']}")
     sys.exit(0 if rr.ok else 1)
 
-
-COMMANDS = [test_cmd, export_cmd]

@@ -6,30 +6,13 @@ kto-build and bare DuckDB only (no dbt here): the bench itself is
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import duckdb
 import pytest
 
+from bench.engine import projects as P
+from bench.engine import reference as R
+from bench.engine import workload as W
 from kto_build.project import Project
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str):
-    """bench/engine/<name>.py under a unique module name (no generic names on sys.path)."""
-    spec = importlib.util.spec_from_file_location(f"_bench_engine_{name}", REPO / "bench" / "engine" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-P = _load("projects")
-R = _load("reference")
-W = _load("workload")
 
 N = 200
 

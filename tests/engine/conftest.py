@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import textwrap
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from kto_build.cli import cli
-from tests.helpers import query
+from tests.helpers import ProjectDir
 
 
-class Proj:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def write(self, rel: str, text: str) -> Path:
-        p = self.root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-        return p
+class Proj(ProjectDir):
+    """The engine tests' project: run in-process through click's CliRunner."""
 
     def cli(self, *args: str):
         result = CliRunner().invoke(cli, ["--project-dir", str(self.root), *args], catch_exceptions=False)
@@ -39,9 +30,6 @@ class Proj:
 
     def built(self, results: dict) -> set[str]:
         return {n["name"] for n in results["nodes"] if n["status"] == "built"}
-
-    def query(self, sql: str):
-        return query(self.root, sql)
 
 
 PROMPTS = [

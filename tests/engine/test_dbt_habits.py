@@ -10,7 +10,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from kto_build.cli import cli, format_table
+from kto_build.cli import cli
+from kto_build.commands.common import format_table
 
 
 @pytest.fixture

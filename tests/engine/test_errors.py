@@ -13,91 +13,72 @@ def err(res) -> str:
     return lines[0]
 
 
-def test_unknown_table_reference(proj):
-    proj.write("models/prompt_stats.sql", "select count(*) as n\nfrom stg_prompt")
-    assert err(proj.cli("ls")) == ("error: models/prompt_stats.sql:2:6: unknown table 'stg_prompt' "
-                                   "(did you mean 'stg_prompts'?)")
+DEMO = "name: demo\nvars: {min_len: 3, suffix: x}\n"
+
+# (id, files written over the `proj` fixture, command, the exact line it prints)
+ERRORS = [
+    ("unknown-table", {"models/prompt_stats.sql": "select count(*) as n\nfrom stg_prompt"}, ["ls"],
+     "error: models/prompt_stats.sql:2:6: unknown table 'stg_prompt' (did you mean 'stg_prompts'?)"),
+    ("project-unknown-key", {"project.yml": DEMO + "models:\n  materialised: view\n"}, ["ls"],
+     "error: project.yml:4: unknown key 'materialised' in 'models' in project.yml (did you mean 'materialized'?)"),
+    ("project-wrong-choice", {"project.yml": DEMO + "models:\n  materialized: tabel\n"}, ["ls"],
+     "error: project.yml:4: 'materialized' in 'models' in project.yml must be one of 'table', 'view', got 'tabel'"),
+    ("project-wrong-type", {"project.yml": "name: [demo]\n"}, ["ls"],
+     "error: project.yml:1: 'name' in project.yml must be a string, got a list"),
+    ("sources-unknown-key", {"sources.yml": "prompts:\n  raw_prompts:\n    path: data/prompts.jsonl\n"
+                                            "    txt: instructions\n"}, ["ls"],
+     "error: sources.yml:4: unknown key 'txt' in prompts 'raw_prompts' (did you mean 'text'?)"),
+    ("models-yml-unknown-key", {"models/schema.yml": "models:\n  - name: shouty\n    desciption: hi\n"}, ["ls"],
+     "error: models/schema.yml:3: unknown key 'desciption' in item 1 of 'models' in models/schema.yml "
+     "(did you mean 'description'?)"),
+    ("documented-without-sql", {"models/schema.yml": "models:\n  - name: shoutie\n"}, ["ls"],
+     "error: models/schema.yml:2: 'shoutie' is documented but there is no models/shoutie.sql "
+     "(did you mean 'shouty'?)"),
+    ("cycle", {"models/a.sql": "select * from b", "models/b.sql": "select * from a"}, ["ls"],
+     "error: models/a.sql:1: dependency cycle: a -> b -> a"),
+    ("two-statements", {"models/prompt_stats.sql": "select 1; select 2"}, ["ls"],
+     "error: models/prompt_stats.sql:1: a model file must hold exactly one SELECT statement, found 2 "
+     "(split them into files)"),
+    ("not-a-select", {"models/prompt_stats.sql": "create table x as select 1"}, ["ls"],
+     "error: models/prompt_stats.sql:1: a model must be a SELECT query, found CREATE "
+     "(kto-build creates the table itself)"),
+    ("undefined-var", {"models/prompt_stats.sql": "select getvariable('min_lenght') as x"}, ["plan"],
+     "error: models/prompt_stats.sql:1: getvariable('min_lenght') reads a var that project.yml does not define "
+     "(did you mean 'min_len'?)"),
+    ("unknown-target", {"project.yml": DEMO + "targets:\n  dev: {}\n  prod: {}\n"}, ["ls", "--target", "prdo"],
+     "error: project.yml:3: unknown target 'prdo' (did you mean 'prod'?)"),
+    ("unknown-selector-node", {}, ["ls", "--select", "+stg_promts"],
+     "error: unknown node 'stg_promts' in selector '+stg_promts' (did you mean 'stg_prompts'?)"),
+    ("unknown-tag", {}, ["ls", "--select", "tag:funn"], "error: no node has tag 'funn' (did you mean 'fun'?)"),
+    ("duplicate-name", {"models/raw_prompts.sql": "select 1 as x"}, ["ls"],
+     "error: models/raw_prompts.sql:1: 'raw_prompts' is defined twice (also a source at sources.yml:2)"),
+    *[(f"unknown-node-{cmd}", {}, [cmd, "shoutyy"], "error: unknown node 'shoutyy' (did you mean 'shouty'?)")
+      for cmd in ("compile", "show", "lineage")],
+]
+
+# (id, files, command, how the line starts, what else it says): the rest is the parser's own wording
+ERROR_PREFIXES = [
+    ("yaml-syntax", {"sources.yml": "prompts:\n  raw_prompts:\n    path: [data\n"}, ["ls"],
+     "error: sources.yml:4:1: invalid YAML:", ""),
+    ("sql-syntax", {"models/prompt_stats.sql": "select count(* as n\nfrom stg_prompts"}, ["ls"],
+     "error: models/prompt_stats.sql:1:", "SQL syntax error"),
+]
 
 
-def test_unknown_key_in_project_yml(proj):
-    proj.write("project.yml", "name: demo\nvars: {min_len: 3, suffix: x}\nmodels:\n  materialised: view\n")
-    assert err(proj.cli("ls")) == ("error: project.yml:4: unknown key 'materialised' in 'models' in project.yml "
-                                   "(did you mean 'materialized'?)")
+@pytest.mark.parametrize(("files", "args", "message"), [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS])
+def test_bad_input_is_one_exact_line(proj, files, args, message):
+    for rel, text in files.items():
+        proj.write(rel, text)
+    assert err(proj.cli(*args)) == message
 
 
-def test_wrong_type_and_choice(proj):
-    proj.write("project.yml", "name: demo\nvars: {min_len: 3, suffix: x}\nmodels:\n  materialized: tabel\n")
-    assert err(proj.cli("ls")) == ("error: project.yml:4: 'materialized' in 'models' in project.yml must be one of "
-                                   "'table', 'view', got 'tabel'")
-    proj.write("project.yml", "name: [demo]\n")
-    assert err(proj.cli("ls")) == "error: project.yml:1: 'name' in project.yml must be a string, got a list"
-
-
-def test_unknown_key_in_sources_yml(proj):
-    proj.write("sources.yml", "prompts:\n  raw_prompts:\n    path: data/prompts.jsonl\n    txt: instructions\n")
-    assert err(proj.cli("ls")) == ("error: sources.yml:4: unknown key 'txt' in prompts 'raw_prompts' "
-                                   "(did you mean 'text'?)")
-
-
-def test_unknown_key_in_models_yml(proj):
-    proj.write("models/schema.yml", "models:\n  - name: shouty\n    desciption: hi\n")
-    assert err(proj.cli("ls")) == ("error: models/schema.yml:3: unknown key 'desciption' in item 1 of 'models' in "
-                                   "models/schema.yml (did you mean 'description'?)")
-
-
-def test_documented_model_without_sql(proj):
-    proj.write("models/schema.yml", "models:\n  - name: shoutie\n")
-    assert err(proj.cli("ls")) == ("error: models/schema.yml:2: 'shoutie' is documented but there is no "
-                                   "models/shoutie.sql (did you mean 'shouty'?)")
-
-
-def test_yaml_syntax_error(proj):
-    proj.write("sources.yml", "prompts:\n  raw_prompts:\n    path: [data\n")
-    line = err(proj.cli("ls"))
-    assert line.startswith("error: sources.yml:4:1: invalid YAML:"), line
-
-
-def test_cycle(proj):
-    proj.write("models/a.sql", "select * from b")
-    proj.write("models/b.sql", "select * from a")
-    assert err(proj.cli("ls")) == "error: models/a.sql:1: dependency cycle: a -> b -> a"
-
-
-def test_sql_syntax_error(proj):
-    proj.write("models/prompt_stats.sql", "select count(* as n\nfrom stg_prompts")
-    line = err(proj.cli("ls"))
-    assert line.startswith("error: models/prompt_stats.sql:1:"), line
-    assert "SQL syntax error" in line
-
-
-def test_two_statements_and_not_select(proj):
-    proj.write("models/prompt_stats.sql", "select 1; select 2")
-    assert err(proj.cli("ls")) == ("error: models/prompt_stats.sql:1: a model file must hold exactly one SELECT "
-                                   "statement, found 2 (split them into files)")
-    proj.write("models/prompt_stats.sql", "create table x as select 1")
-    assert err(proj.cli("ls")) == ("error: models/prompt_stats.sql:1: a model must be a SELECT query, found CREATE "
-                                   "(kto-build creates the table itself)")
-
-
-def test_undefined_var(proj):
-    proj.write("models/prompt_stats.sql", "select getvariable('min_lenght') as x")
-    assert err(proj.cli("plan")) == ("error: models/prompt_stats.sql:1: getvariable('min_lenght') reads a var that "
-                                     "project.yml does not define (did you mean 'min_len'?)")
-
-
-def test_unknown_target_and_selector(proj):
-    proj.write("project.yml", "name: demo\nvars: {min_len: 3, suffix: x}\ntargets:\n  dev: {}\n  prod: {}\n")
-    assert err(proj.cli("ls", "--target", "prdo")) == (
-        "error: project.yml:3: unknown target 'prdo' (did you mean 'prod'?)")
-    assert err(proj.cli("ls", "--select", "+stg_promts")) == ("error: unknown node 'stg_promts' in selector "
-                                                              "'+stg_promts' (did you mean 'stg_prompts'?)")
-    assert err(proj.cli("ls", "--select", "tag:funn")) == "error: no node has tag 'funn' (did you mean 'fun'?)"
-
-
-def test_duplicate_name(proj):
-    proj.write("models/raw_prompts.sql", "select 1 as x")
-    assert err(proj.cli("ls")) == ("error: models/raw_prompts.sql:1: 'raw_prompts' is defined twice "
-                                   "(also a source at sources.yml:2)")
+@pytest.mark.parametrize(("files", "args", "start", "says"), [c[1:] for c in ERROR_PREFIXES],
+                         ids=[c[0] for c in ERROR_PREFIXES])
+def test_parser_errors_name_the_place(proj, files, args, start, says):
+    for rel, text in files.items():
+        proj.write(rel, text)
+    line = err(proj.cli(*args))
+    assert line.startswith(start) and says in line, line
 
 
 def test_missing_source_file(proj):
@@ -123,8 +104,3 @@ def test_no_project(tmp_path):
 
     res = CliRunner().invoke(cli, ["--project-dir", str(tmp_path), "ls"])
     assert err(res) == f"error: no project.yml in {tmp_path.resolve()} (run 'kto-build init' to create a project)"
-
-
-@pytest.mark.parametrize("cmd", [["compile", "shoutyy"], ["show", "shoutyy"], ["lineage", "shoutyy"]])
-def test_unknown_node_commands(proj, cmd):
-    assert err(proj.cli(*cmd)) == "error: unknown node 'shoutyy' (did you mean 'shouty'?)"

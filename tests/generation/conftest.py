@@ -13,25 +13,20 @@ from pathlib import Path
 import pytest
 
 from tests.generation.llm_server import LLMServer
+from tests.helpers import ProjectDir
 
 KEY_ENV = "KTO_TEST_LLM_KEY"
 SECRET = "sk-test-SECRET-value-7f3a"
 
 
-class GenProject:
+class GenProject(ProjectDir):
     """A project: prompts (jsonl) -> generator 'gens' -> model 'good' (ok rows)."""
 
     def __init__(self, root: Path, server: LLMServer | None):
-        self.root = root
+        super().__init__(root)
         self.server = server
 
     # ------------------------------------------------------------- writing
-    def write(self, rel: str, text: str) -> Path:
-        p = self.root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-        return p
-
     def prompts(self, texts: list[str]) -> None:
         p = self.root / "data" / "prompts.jsonl"
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -69,18 +64,6 @@ class GenProject:
         full_env = {**os.environ, **(env or {})}
         return subprocess.run([str(Path(sys.executable).parent / "kto-build"), "--project-dir", str(self.root),
                                *args], capture_output=True, text=True, env=full_env, timeout=timeout)
-
-    def query(self, sql: str, params=None):
-        import duckdb
-
-        con = duckdb.connect(str(self.root / "target" / "kto_build.duckdb"), read_only=True)
-        try:
-            return con.execute(sql, params or []).fetchall()
-        finally:
-            con.close()
-
-    def scalar(self, sql: str, params=None):
-        return self.query(sql, params)[0][0]
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 import duckdb
 
 from kto_build.nodes.generation import CACHE, CACHE_DDL, NAMES
 from kto_build.project import Project
-from tests.helpers import query
+from tests.helpers import ProjectDir, query
 
 PROJECT = """
 name: pruning
@@ -45,8 +44,9 @@ generators:
 def make(tmp_path, model_suffix="a"):
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "prompts.jsonl").write_text(json.dumps({"text": "a haiku"}) + "\n")
-    (tmp_path / "project.yml").write_text(textwrap.dedent(PROJECT))
-    (tmp_path / "sources.yml").write_text(textwrap.dedent(SOURCES).replace("{temp}", model_suffix))
+    p = ProjectDir(tmp_path)
+    p.write("project.yml", PROJECT)
+    p.write("sources.yml", SOURCES.replace("{temp}", model_suffix))
     return tmp_path
 
 

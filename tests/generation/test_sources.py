@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
 from kto_build.errors import KtoBuildError
 from kto_build.project import Project
-from tests.helpers import query
+from tests.helpers import ProjectDir, query
 
 PROMPTS = [{"pid": "a", "instructions": "Write a haiku about rain.", "topic": "rain"},
            {"pid": "b", "instructions": "Write a haiku about snow.", "topic": "snow"}]
 
 
 def project(tmp_path, sources: str):
-    (tmp_path / "project.yml").write_text("name: src_test\n")
-    (tmp_path / "sources.yml").write_text(textwrap.dedent(sources).lstrip())
+    p = ProjectDir(tmp_path)
+    p.write("project.yml", "name: src_test\n")
+    p.write("sources.yml", sources)
     (tmp_path / "data").mkdir(exist_ok=True)
     return tmp_path
 

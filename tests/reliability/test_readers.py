@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -91,24 +92,32 @@ def _wait_idle(gproj):
         time.sleep(0.005)
 
 
-def test_reader_during_generation_loses_nothing(gproj, llm_server):
-    n = 400
+@contextlib.contextmanager
+def _run_with_reader_held(gproj, n: int = 400):
+    """A generation run of ``n`` prompts with a reader holding the file from the 40th call on, yielded once the
+    run said it waits for the database and stopped calling; the reader lets go on exit."""
     run = _start_run(gproj, n)
     out = Lines(run.stdout)
     _wait_server(gproj, 40)
     reader, committed = _hold_reader(gproj)
     try:
         line = out.wait_for("wait for the database")
-        assert f"(pid {reader.pid}) holds the file as a reader" in line
         _wait_idle(gproj)
-        held = llm_server.requests
-        # back-pressure: no more than the two waiting batches and the calls in flight since the reader opened
-        assert held <= committed + 2 * BATCH + 2 * CONC + BATCH, (held, committed)
-        assert run.poll() is None
+        yield run, out, line, reader.pid, committed
     finally:
         reader.stdin.write("\n")
         reader.stdin.close()
         reader.wait()
+
+
+def test_reader_during_generation_loses_nothing(gproj, llm_server):
+    n = 400
+    with _run_with_reader_held(gproj, n) as (run, out, line, reader_pid, committed):
+        assert f"(pid {reader_pid}) holds the file as a reader" in line
+        held = llm_server.requests
+        # back-pressure: no more than the two waiting batches and the calls in flight since the reader opened
+        assert held <= committed + 2 * BATCH + 2 * CONC + BATCH, (held, committed)
+        assert run.poll() is None
     out.wait_for("Done in")
     assert run.wait(timeout=120) == 0, run.stderr.read()
     # every call made once, every answer stored: nothing paid was dropped
@@ -120,19 +129,9 @@ def test_reader_during_generation_loses_nothing(gproj, llm_server):
 
 def test_kill9_while_a_reader_holds_the_file(gproj, llm_server):
     n = 400
-    run = _start_run(gproj, n)
-    out = Lines(run.stdout)
-    _wait_server(gproj, 40)
-    reader, committed = _hold_reader(gproj)
-    try:
-        out.wait_for("wait for the database")
-        _wait_idle(gproj)
+    with _run_with_reader_held(gproj, n) as (run, _out, _line, _pid, committed):
         run.send_signal(signal.SIGKILL)
         run.wait()
-    finally:
-        reader.stdin.write("\n")
-        reader.stdin.close()
-        reader.wait()
     paid = llm_server.requests
     kept = query(gproj.root, "SELECT count(*) FROM _kto_build.generations WHERE status = 'ok'")[0][0]
     assert kept >= committed
