@@ -34,6 +34,7 @@ def build_site(project, out: str | Path | None = None) -> dict:
     with collect.read_only(project) as con:
         snap = collect.snapshot(project, con)
         snap.cache = cache
+        snap.plotter = _Rel(plotter, "../img/")
         extra: dict[str, dict] = {}
         for name in project.graph.order:
             node = project.nodes[name]
@@ -41,6 +42,7 @@ def build_site(project, out: str | Path | None = None) -> dict:
             _write(out / "nodes" / f"{name}.html", page(f"{node.kind} {name}", body, "../", project.name))
             written.append(f"nodes/{name}.html")
         index = _index(snap, plotter)
+    plotter.flush()
     _write(out / "index.html", page(project.name, index, "", project.name))
     _write(out / "site.css", CSS)
     _write(out / "pygments.css", pygments_css())
@@ -100,8 +102,8 @@ class _Rel:
     def __init__(self, plotter, prefix: str):
         self.plotter, self.prefix = plotter, prefix
 
-    def save(self, chart, stem: str) -> str:
-        return self.prefix + self.plotter.save(chart, stem)
+    def lazy(self, stem: str, parts, build) -> str:
+        return self.prefix + self.plotter.lazy(stem, parts, build)
 
 
 def _card(node, out: Path) -> str | None:

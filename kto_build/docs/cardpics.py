@@ -32,6 +32,7 @@ def card_pictures(con, project, node, folder) -> list[tuple[str, str]]:
         if any(p["a"] != p["b"] for p in pairs):
             out.append((f"Agreement between annotators of {name} (pairwise Cohen's kappa)",
                         plots.kappa_heatmap(pairs, f"agreement_{name}", plotter)))
+    plotter.flush()
     keep = {f for _, f in out}
     for old in folder.glob("*.svg"):  # pictures of an earlier card that this one no longer has
         if old.name not in keep and (old.name.startswith("label_balance") or old.name.startswith("agreement_")):

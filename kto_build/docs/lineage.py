@@ -59,7 +59,7 @@ def sqlglot_lineage(tree, columns: list[str], schema: dict[str, dict[str, str]])
     return out
 
 
-class _Unsure(Exception):
+class _UnsureError(Exception):
     """The direct walk met a shape it does not handle: sqlglot's full path decides."""
 
 
@@ -78,7 +78,7 @@ def direct_lineage(tree, columns: list[str], schema: dict[str, dict[str, str]]) 
             _trace(root, col, lower, found, 0)
             out[col] = [{"table": t, "column": c} for t, c in sorted(found)]
         return out
-    except _Unsure:
+    except _UnsureError:
         return None
 
 
@@ -89,10 +89,10 @@ def _projection(scope, name: str):
     if not isinstance(sel, exp.Select) or any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and
                                                                           isinstance(p.this, exp.Star))
                                               for p in sel.selects):
-        raise _Unsure
+        raise _UnsureError
     hits = [p for p in sel.selects if p.alias_or_name.lower() == name.lower()]
     if len(hits) != 1:
-        raise _Unsure
+        raise _UnsureError
     return hits[0]
 
 
@@ -100,18 +100,18 @@ def _trace(scope, name: str, schema: dict, found: set, depth: int) -> None:
     from sqlglot import exp
 
     if depth > 32:
-        raise _Unsure
+        raise _UnsureError
     proj = _projection(scope, name)
     if proj.find(exp.Select, exp.Subquery, exp.Lambda):
-        raise _Unsure
+        raise _UnsureError
     for col in proj.find_all(exp.Column):
         if isinstance(col.this, exp.Star):
-            raise _Unsure
+            raise _UnsureError
         src = _source(scope, col, schema)
         if isinstance(src, exp.Table):
             cols = schema.get(src.name.lower())
             if cols is None or col.name.lower() not in cols:
-                raise _Unsure
+                raise _UnsureError
             found.add((src.name, cols[col.name.lower()]))
         else:
             _trace(src, col.name, schema, found, depth + 1)
@@ -124,22 +124,22 @@ def _source(scope, col, schema: dict):
     if col.table:
         src = sources.get(col.table)
         if src is None:
-            raise _Unsure
+            raise _UnsureError
         return src
-    has = []  # DuckDB binds a name to a FROM column first; a select-alias reference finds none -> _Unsure
+    has = []  # DuckDB binds a name to a FROM column first; a select-alias reference finds none -> _UnsureError
     for src in sources.values():
         if isinstance(src, exp.Table):
             cols = schema.get(src.name.lower())
             if cols is None:
-                raise _Unsure
+                raise _UnsureError
             if col.name.lower() in cols:
                 has.append(src)
         else:
             sel = src.expression
             if not hasattr(sel, "selects") or any(isinstance(p, exp.Star) for p in sel.selects):
-                raise _Unsure
+                raise _UnsureError
             if col.name.lower() in {p.alias_or_name.lower() for p in sel.selects}:
                 has.append(src)
     if len(has) != 1:
-        raise _Unsure
+        raise _UnsureError
     return has[0]

@@ -24,11 +24,22 @@ def _neighbours(project, name: str) -> str:
 
 
 def _history(snap, name: str) -> str:
+    """The node's last builds (the append-only _kto_build.node_history), newest first, and seconds per build."""
+    builds = snap.history.get(name, [])
     st = collect.node_status(snap, name)
-    rows = [[str(st["built_at"]) if st["built_at"] else None, st["rows"], st["seconds"], st["last_run"]]]
-    note = ('<p class="muted">The state keeps each node\'s last build; the runs that changed the project are '
-            'listed on the <a href="../index.html#runs">index</a>.</p>')
-    return "<h2>Build history</h2>" + table(["built at", "rows", "seconds", "last run"], rows) + note
+    if not builds:  # a database from before node_history: the state's last build
+        rows = [[str(st["built_at"]) if st["built_at"] else None, None, st["rows"], st["seconds"], None]]
+    else:
+        rows = [[str(b["finished_at"]), b["status"], b["rows"], b["seconds"], b["fingerprint"][:12]]
+                for b in reversed(builds)]
+    chart = ""
+    if snap.plotter is not None:
+        chart = figure(plots.build_history(builds, f"{name}-history", snap.plotter), "seconds per build")
+    note = (f'<p class="muted">Last {len(builds)} builds (at most {collect.HISTORY}); last run: '
+            f'{escape(str(st["last_run"] or "-"))}; the runs are listed on the '
+            '<a href="../index.html#runs">index</a>.</p>')
+    return ("<h2>Build history</h2>" + chart + table(["finished at", "status", "rows", "seconds", "fingerprint"],
+                                                     rows) + note)
 
 
 def _settings(node) -> str:
@@ -67,12 +78,12 @@ def model_page(snap, node, lineage: dict[str, list[dict]], tests: list[dict]) ->
         srcs = ", ".join(link(f"{s['table']}.html", f"{s['table']}.{s['column']}") for s in src)
         rows.append([escape(c), escape(cols.get(c, (docs.get(c) or {}).get("data_type") or "")),
                      escape((docs.get(c) or {}).get("description") or ""), srcs])
+    sql_html, compiled_html = _sql_sections(snap, node)
     parts = [common(snap, node), f"<p>materialized as <b>{escape(node.materialization)}</b>"
              + (", reads vars " + ", ".join(f"<code>{escape(v)}</code>" for v in node.used_vars)
                 if node.used_vars else "") + "</p>",
              "<h2>Columns</h2>", table(["column", "type", "description", "comes from"], rows, raw={0, 1, 2, 3}),
-             "<h2>SQL</h2>", _highlighted(snap, node.sql.strip()),
-             "<h2>Compiled SQL</h2>", _highlighted(snap, compiled(snap.project, node))]
+             "<h2>SQL</h2>", sql_html, "<h2>Compiled SQL</h2>", compiled_html]
     test_rows = [[t["name"], f'<span class="status-{t["status"]}">{t["status"]}</span>', t["failures"],
                   escape(t.get("message") or "")] for t in tests]
     parts += ["<h2>Data tests</h2>", table(["test", "result", "failing rows", "message"],
@@ -81,12 +92,24 @@ def model_page(snap, node, lineage: dict[str, list[dict]], tests: list[dict]) ->
     return "".join(parts)
 
 
-def _highlighted(snap, sql: str) -> str:
+def _sql_sections(snap, node) -> list[str]:
+    """The SQL and the compiled SQL highlighted; the compiled body shares the SQL's tokens when it is the same
+    text (no vars inlined), so each model is lexed once."""
+    sql, comp = node.sql.strip(), compiled(snap.project, node)
+
+    def both() -> list[str]:
+        from .html import tokens
+
+        toks = tokens(sql)
+        head, body = comp.split("\n", 1)
+        comp_toks = tokens(head + "\n") + (toks if body == sql else tokens(body))
+        return [highlight(sql, toks=toks), highlight(comp, toks=comp_toks)]
+
     if snap.cache is None:
-        return highlight(sql)
+        return both()
     from .cache import key
 
-    return snap.cache.get("sql", key(sql), lambda: highlight(sql))
+    return snap.cache.get("sql2", key(sql, comp), both)
 
 
 def compiled(project, node) -> str:
