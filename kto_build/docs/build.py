@@ -88,7 +88,9 @@ def _node_body(snap, node, plotter, out: Path) -> tuple[str, dict]:
     if kind == "generation":
         return pages.generation_page(snap, node, p), {}
     if kind == "judge":
-        return pages.judge_page(snap, node, p), {}
+        from .judge import judge_page
+
+        return judge_page(snap, node, p)
     if kind == "annotation":
         return pages.annotation_page(snap, node, p)
     if kind == "export":

@@ -1,4 +1,4 @@
-"""Page bodies, one function per node kind (judge pages: see ``judge_page``)."""
+"""Page bodies, one function per node kind (judge pages: judge.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from . import collect, plots
 from .html import figure, highlight, link, markdown, table
+from .judge import agreement_section
 from .stats import kto_balance, pairwise_kappa, wilson
 
 
@@ -146,12 +147,6 @@ def generation_page(snap, node, plotter) -> str:
     return "".join(parts)
 
 
-def judge_page(snap, node, plotter) -> str:
-    """The seam for judge nodes (issue 11): they will reuse the generation cache and calls, so their page is the
-    generation page plus agreement with people. Until the judge kind exists, a judge node gets the common part."""
-    return common(snap, node) + "<h2>Settings</h2>" + _settings(node) + _history(snap, node.name)
-
-
 # ------------------------------------------------------------- annotations
 def positive_label(project, node) -> str:
     labels = [str(x) for x in getattr(node, "labels", [])]
@@ -180,7 +175,7 @@ def annotation_page(snap, node, plotter) -> tuple[str, dict]:
              figure(plots.kappa_heatmap(pairs, f"{node.name}-kappa", plotter), "pairwise Cohen's kappa heatmap"),
              table(["annotator", "other", "items both answered", "Cohen's kappa"],
                    [[p["a"], p["b"], p["items"], p["kappa"]] for p in pairs if p["a"] < p["b"]]),
-             '<p class="muted">Judge agreement appears here once judge nodes exist (issue 11).</p>',
+             agreement_section(snap),
              _history(snap, node.name)]
     return "".join(parts), {"pairs": pairs, "stats": a}
 
