@@ -110,3 +110,26 @@ def test_direct_walk_equals_sqlglot_on_every_model_of_the_docs_project(docs_proj
         assert checked >= 3
     finally:
         con.close()
+
+
+def test_judge_page_renders_the_numbers_and_charts(judge_snap, tmp_path):
+    import re
+
+    from kto_build.docs.judge import judge_page
+    from kto_build.docs.plots import Plotter
+
+    node = SimpleNamespace(name="verdicts", kind="judge", path="sources.yml", line=3, description="", tags=[],
+                           records="gens", annotation="ratings", config={},
+                           definition=lambda: {"models": [{"name": "big", "api_key": "sk-secret"}]})
+    judge_snap.project = SimpleNamespace(nodes={"verdicts": node}, graph=SimpleNamespace(parents={}, children={}))
+    plotter = Plotter(tmp_path)
+    html, n = judge_page(judge_snap, node, plotter)
+    plotter.flush()
+    counts = html.split("<h2>Per judge model</h2>", 1)[1].split("<h2>", 1)[0]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", counts)[1:]]
+    assert [c[:4] for c in cells] == [["big", "3", "1", "0"], ["small", "1", "0", "3"]]
+    assert "HTTP 500: boom" in html and "sk-secret" not in html  # failure reasons; settings redacted
+    imgs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(imgs) == 3  # labels + a score histogram per model
+    for src in imgs:
+        assert (tmp_path / src).read_text().lstrip().startswith("<svg")
