@@ -12,13 +12,12 @@ from __future__ import annotations
 
 def model_lineage(sql: str, columns: list[str], schema: dict[str, dict[str, str]]) -> dict[str, list[dict]]:
     """{column: [{table, column}]}; a column sqlglot cannot trace gets []."""
-    import sqlglot
     from sqlglot.errors import SqlglotError
 
-    from ..sql import DIALECT
+    from .sqltok import parse
 
     try:
-        tree = sqlglot.parse_one(sql, read=DIALECT)
+        tree = parse(sql)
     except (SqlglotError, ValueError, KeyError):
         return {c: [] for c in columns}
     fast = direct_lineage(tree, columns, schema)

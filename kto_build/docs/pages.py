@@ -95,15 +95,19 @@ def model_page(snap, node, lineage: dict[str, list[dict]], tests: list[dict]) ->
 
 def _sql_sections(snap, node) -> list[str]:
     """The SQL and the compiled SQL highlighted; the compiled body shares the SQL's tokens when it is the same
-    text (no vars inlined), so each model is lexed once."""
+    text (no vars inlined), and the tokens are those the column lineage parsed (sqltok.py): one tokenization."""
     sql, comp = node.sql.strip(), compiled(snap.project, node)
 
     def both() -> list[str]:
         from .html import tokens
+        from .sqltok import highlight_tokens
 
-        toks = tokens(sql)
+        def lex(text: str) -> list[tuple[str, str]]:
+            return highlight_tokens(text) or tokens(text)
+
+        toks = lex(sql)
         head, body = comp.split("\n", 1)
-        comp_toks = tokens(head + "\n") + (toks if body == sql else tokens(body))
+        comp_toks = lex(head + "\n") + (toks if body == sql else lex(body))
         return [highlight(sql, toks=toks), highlight(comp, toks=comp_toks)]
 
     if snap.cache is None:

@@ -24,13 +24,17 @@ class Plotter:
 
     A chart's file name holds a hash of what it is drawn from (the plot function, its data and
     VERSION), so an unchanged chart is found without importing altair or building its spec.
-    New charts are rendered by ``flush()`` in a few threads (vl-convert renders concurrently)."""
+    A missing chart's spec is built at once (altair, in this thread) and rendered by vl-convert in
+    a few worker threads while the pages are written (vl-convert renders concurrently); ``flush()``
+    waits for them and raises the first error."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, threads: int = 3):
         self.folder = Path(folder)
         self.written: list[str] = []
         self.rendered = 0
-        self.pending: dict[str, dict] = {}
+        self.threads = threads
+        self.pending: dict = {}
+        self._pool = None
 
     def lazy(self, stem: str, parts, build) -> str:
         """The file name of the chart ``build()`` makes from ``parts``; built and queued only when missing."""
@@ -38,34 +42,34 @@ class Plotter:
                                            default=str).encode()).hexdigest()[:16]
         name = f"{stem}-{digest}.svg"
         if name not in self.pending and not (self.folder / name).exists():
-            self.pending[name] = build().to_dict(validate=False)  # vl-convert checks it; altair's check ~50 ms
+            spec = build().to_dict(validate=False)  # vl-convert checks it; altair's own check costs ~50 ms
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="vl-convert")
+            self.pending[name] = self._pool.submit(self._render, name, spec)
         self.written.append(name)
         return name
 
-    def flush(self, threads: int = 4) -> None:
-        """Render the queued charts to SVG files (each written atomically)."""
-        if not self.pending:
-            return
+    def _render(self, name: str, spec: dict) -> None:
         import vl_convert
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{name}.tmp"
+        tmp.write_text(vl_convert.vegalite_to_svg(spec), encoding="utf-8")
+        tmp.replace(self.folder / name)
 
-        def render(item):
-            name, spec = item
-            tmp = self.folder / f".{name}.tmp"
-            tmp.write_text(vl_convert.vegalite_to_svg(spec), encoding="utf-8")
-            tmp.replace(self.folder / name)
-
-        items = sorted(self.pending.items())
-        if len(items) == 1 or threads <= 1:
-            for item in items:
-                render(item)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(min(threads, len(items))) as pool:
-                list(pool.map(render, items))
-        self.rendered += len(items)
+    def flush(self) -> None:
+        """Wait for the queued charts (each file written atomically)."""
+        if self._pool is None:
+            return
+        try:
+            for future in self.pending.values():
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.rendered += len(self.pending)
         self.pending.clear()
 
 
