@@ -123,7 +123,7 @@ def test_judge_page_renders_the_numbers_and_charts(judge_snap, tmp_path):
                            definition=lambda: {"models": [{"name": "big", "api_key": "sk-secret"}]})
     judge_snap.project = SimpleNamespace(nodes={"verdicts": node}, graph=SimpleNamespace(parents={}, children={}))
     plotter = Plotter(tmp_path)
-    html, n = judge_page(judge_snap, node, plotter)
+    html, _ = judge_page(judge_snap, node, plotter)
     plotter.flush()
     counts = html.split("<h2>Per judge model</h2>", 1)[1].split("<h2>", 1)[0]
     cells = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", counts)[1:]]
@@ -133,3 +133,23 @@ def test_judge_page_renders_the_numbers_and_charts(judge_snap, tmp_path):
     assert len(imgs) == 3  # labels + a score histogram per model
     for src in imgs:
         assert (tmp_path / src).read_text().lstrip().startswith("<svg")
+
+
+@pytest.mark.parametrize("sql", [
+    "-- a comment\nselect a.id, 'it''s' as s, 1.5 as f, \"Odd Name\" /* why */ from a where v >= 0;",
+    "select count(*) filter (where label) from kto",
+    "select $$ not closed",  # the tokenizer refuses it: pygments highlights it
+])
+def test_sql_highlight_pieces_give_back_the_text(sql):
+    from kto_build.docs.html import highlight, tokens
+    from kto_build.docs.sqltok import highlight_tokens
+
+    toks = highlight_tokens(sql) or tokens(sql)
+    assert "".join(v for _, v in toks) == sql
+    html = highlight(sql, toks=toks)
+    import html as h
+    import re
+
+    assert h.unescape(re.sub(r"<[^>]+>", "", html)).rstrip("\n") == sql
+    if "count" in sql:
+        assert ("nf", "count") in toks and ("k", "select") in toks
