@@ -17,7 +17,7 @@ def model_lineage(sql: str, columns: list[str], schema: dict[str, dict[str, str]
     from .sqltok import parse
 
     try:
-        tree = parse(sql)
+        tree = parse(sql.strip())  # the text the page highlights: its tokens are shared (sqltok.py)
     except (SqlglotError, ValueError, KeyError):
         return {c: [] for c in columns}
     fast = direct_lineage(tree, columns, schema)

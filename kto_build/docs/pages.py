@@ -106,8 +106,13 @@ def _sql_sections(snap, node) -> list[str]:
             return highlight_tokens(text) or tokens(text)
 
         toks = lex(sql)
-        head, body = comp.split("\n", 1)
-        comp_toks = lex(head + "\n") + (toks if body == sql else lex(body))
+        head, body = comp.split("\n", 1)  # CREATE OR REPLACE <verb> "<name>" AS: no lexer needed
+        verb = "VIEW" if node.materialization == "view" else "TABLE"
+        head_toks = [p for w in ("CREATE", "OR", "REPLACE", verb) for p in (("k", w), ("w", " "))] + [
+            ("s2", f'"{node.name}"'), ("w", " "), ("k", "AS"), ("w", "\n")]
+        if "".join(v for _, v in head_toks) != head + "\n":  # compiled() wrote another header
+            head_toks = lex(head + "\n")
+        comp_toks = head_toks + (toks if body == sql else lex(body))
         return [highlight(sql, toks=toks), highlight(comp, toks=comp_toks)]
 
     if snap.cache is None:
