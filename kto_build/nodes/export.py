@@ -350,7 +350,7 @@ class ExportNode(Node):
         try:
             ds.push_to_hub(**kwargs)
             if self.card:
-                from ..docs.cardpics import push_pictures  # the pictures first: the card links to them
+                from kto_build.docs.cardpics import push_pictures  # pictures first: the card links to them
 
                 push_pictures(self.out_dir, stats.get("pictures"), kwargs)
                 self._push_card(cardmod.render(ctx.project, self, stats, columns, hub=True), kwargs)
