@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -24,12 +25,15 @@ from bench.engine import projects as P
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
+LOADS: dict[str, list[float]] = {}  # os.getloadavg() (1 min) before each timed run: this machine is shared
 
-def timed(cmd: list[str], cwd: Path, repeat: int, before=None) -> list[float]:
+
+def timed(cmd: list[str], cwd: Path, repeat: int, before=None, label: str = "") -> list[float]:
     out = []
     for _ in range(repeat):
         if before:
             before()
+        LOADS.setdefault(label, []).append(round(os.getloadavg()[0], 2))
         out.append(round(sh(cmd, cwd)[0], 4))
     return out
 
@@ -61,21 +65,37 @@ def main() -> int:
     log("example-shaped project (test LLM server, fed answers)")
     ex = example_project(work)
     site = ex / "target" / "docs"
-    t["example.docs_cold"] = timed([str(KTO), "docs"], ex, args.repeat, lambda: shutil.rmtree(site, True))
-    t["example.docs_warm"] = timed([str(KTO), "docs"], ex, args.repeat)
+    t["example.docs_cold"] = timed([str(KTO), "docs"], ex, args.repeat, lambda: shutil.rmtree(site, True),
+                                   "example.docs_cold")
+    t["example.docs_warm"] = timed([str(KTO), "docs"], ex, args.repeat, label="example.docs_warm")
 
     log(f"wide project: {args.wide} models")
     wk, wd = work / "wide_kto", work / "wide_dbt"
     P.write_wide(wk, wd, work / "wide_data", args.wide)
     sh([str(KTO), "run"], wk)
     wsite = wk / "target" / "docs"
-    t["wide.docs_cold"] = timed([str(KTO), "docs"], wk, args.repeat, lambda: shutil.rmtree(wsite, True))
-    t["wide.docs_warm"] = timed([str(KTO), "docs"], wk, args.repeat)
+    t["wide.docs_cold"] = timed([str(KTO), "docs"], wk, args.repeat, lambda: shutil.rmtree(wsite, True),
+                                "wide.docs_cold")
+    t["wide.docs_warm"] = timed([str(KTO), "docs"], wk, args.repeat, label="wide.docs_warm")
     if use_dbt:
         sh([str(DBT), "run", "--profiles-dir", "."], wd)
-        t["wide.dbt_docs_generate"] = timed([str(DBT), "docs", "generate", "--profiles-dir", "."], wd, args.repeat)
+        t["wide.dbt_docs_generate"] = timed([str(DBT), "docs", "generate", "--profiles-dir", "."], wd, args.repeat,
+                                            label="wide.dbt_docs_generate")
     med = {k: round(statistics.median(v), 4) for k, v in t.items()}
     res["median_seconds"] = med
+    res["loadavg_1min_before_each_run"] = LOADS
+    if not use_dbt:  # keep the last dbt figure measured on this machine, marked as such
+        try:
+            old = json.loads(Path(args.out).read_text())
+            prev = old.get("median_seconds", {}).get("wide.dbt_docs_generate") or old.get(
+                "dbt_previous", {}).get("median_seconds")
+            when = old.get("started_at") if "wide.dbt_docs_generate" in old.get("median_seconds", {}) else old.get(
+                "dbt_previous", {}).get("measured_at")
+        except (OSError, ValueError):
+            prev = None
+        if prev:
+            res["dbt_previous"] = {"median_seconds": prev, "measured_at": when,
+                                   "note": "not re-measured in this run: machine load differs, no ratio given"}
     if use_dbt:
         res["ratios"] = {f"dbt_docs_generate_over_kto_docs_{m}": round(med["wide.dbt_docs_generate"]
                                                                        / med[f"wide.docs_{m}"], 2)

@@ -75,6 +75,14 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.runs (
     skipped INTEGER,
     failed INTEGER
 );
+CREATE TABLE IF NOT EXISTS {SCHEMA}.node_history (
+    node VARCHAR NOT NULL,
+    finished_at TIMESTAMP NOT NULL,
+    status VARCHAR NOT NULL,
+    rows BIGINT,
+    seconds DOUBLE,
+    fingerprint VARCHAR
+);
 """
 
 
@@ -291,6 +299,10 @@ def write_state(con: duckdb.DuckDBPyConnection, st: NodeState) -> None:
         [st.name, st.kind, st.fingerprint, st.data_version, json.dumps(st.inputs, sort_keys=True), st.rows,
          st.built_at, st.seconds, json.dumps(st.extra, sort_keys=True, default=str)],
     )
+    # append-only build history, in the same transaction as the state row (no command deletes from it)
+    con.execute(f"INSERT INTO {SCHEMA}.node_history VALUES (?, ?, ?, ?, ?, ?)",
+                 [st.name, st.built_at, "tests failed" if st.extra.get("tests_failed") else "built", st.rows,
+                  st.seconds, st.fingerprint])
 
 
 def _connect(path: Path, display: str, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import collect, pages, plots
 from .cache import DocsCache, key
-from .dag import KIND_COLOURS, STATUS_MARK, layout
+from .dag import KIND_COLOURS, STATUS_MARK, start_layout
 from .dag import svg as dag_svg
 from .html import CSS, FAVICON, figure, link, page, pygments_css, table
 
@@ -31,16 +31,21 @@ def build_site(project, out: str | Path | None = None) -> dict:
     plotter = plots.Plotter(out / "img")
     written: list[str] = []
     cache = DocsCache(out / ".cache.json")
+    edges = [(p, n) for n in project.graph.order for p in project.graph.parents[n]]
+    layout_key = key(project.graph.order, edges)
+    job = None if f"layout:{layout_key}" in cache.old else start_layout(project.graph.order, edges)
     with collect.read_only(project) as con:
         snap = collect.snapshot(project, con)
         snap.cache = cache
+        snap.plotter = _Rel(plotter, "../img/")
         extra: dict[str, dict] = {}
         for name in project.graph.order:
             node = project.nodes[name]
             body, extra[name] = _node_body(snap, node, plotter, out)
             _write(out / "nodes" / f"{name}.html", page(f"{node.kind} {name}", body, "../", project.name))
             written.append(f"nodes/{name}.html")
-        index = _index(snap, plotter)
+        index = _index(snap, plotter, edges, lambda: snap.cache.get("layout", layout_key, lambda: job.result()))
+    plotter.flush()
     _write(out / "index.html", page(project.name, index, "", project.name))
     _write(out / "site.css", CSS)
     _write(out / "pygments.css", pygments_css())
@@ -86,7 +91,9 @@ def _node_body(snap, node, plotter, out: Path) -> tuple[str, dict]:
     if kind == "generation":
         return pages.generation_page(snap, node, p), {}
     if kind == "judge":
-        return pages.judge_page(snap, node, p), {}
+        from .judge import judge_page
+
+        return judge_page(snap, node, p)
     if kind == "annotation":
         return pages.annotation_page(snap, node, p)
     if kind == "export":
@@ -100,8 +107,8 @@ class _Rel:
     def __init__(self, plotter, prefix: str):
         self.plotter, self.prefix = plotter, prefix
 
-    def save(self, chart, stem: str) -> str:
-        return self.prefix + self.plotter.save(chart, stem)
+    def lazy(self, stem: str, parts, build) -> str:
+        return self.prefix + self.plotter.lazy(stem, parts, build)
 
 
 def _card(node, out: Path) -> str | None:
@@ -150,16 +157,16 @@ def data_tests(snap, node) -> list[dict]:
 
 
 # ------------------------------------------------------------- index
-def _index(snap, plotter) -> str:
+def _index(snap, plotter, edges, positions) -> str:
     project = snap.project
     info = {n: collect.node_status(snap, n) for n in project.graph.order}
-    edges = [(p, n) for n in project.graph.order for p in project.graph.parents[n]]
     legend = "".join(f'<span style="background:{c}">{k}</span>' for k, c in KIND_COLOURS.items())
     rings = " ".join(f'<span style="background:#fff;color:#222;border:3px solid {c}">{k}</span>'
                      for k, c in STATUS_MARK.items())
     parts = [f"<p>{escape(str(project.config.get('description') or ''))}</p>",
              f'<p class="legend">kinds: {legend}<br>last status (border): {rings}</p>',
-             '<div class="dagbox">', dag_svg(project.graph.order, edges, info, pages.href, _layout(snap, edges)),
+             '<div class="dagbox">', dag_svg(project.graph.order, edges, info, pages.href,
+                                                {n: tuple(xy) for n, xy in positions().items()}),
              "</div>"]
     board = pages.leaderboard_rows(snap, project)
     if board:
@@ -177,12 +184,6 @@ def _index(snap, plotter) -> str:
                     [[link(pages.href(n), n), escape(info[n]["kind"]), escape(info[n]["status"]), info[n]["rows"],
                       escape(project.nodes[n].description or "")] for n in project.graph.order], raw={0, 1, 2, 4})]
     return "".join(parts)
-
-
-def _layout(snap, edges) -> dict:
-    names = snap.project.graph.order
-    pos = snap.cache.get("layout", key(names, edges), lambda: {n: list(xy) for n, xy in layout(names, edges).items()})
-    return {n: tuple(xy) for n, xy in pos.items()}
 
 
 def _run_summary(snap) -> list[str]:

@@ -20,6 +20,8 @@ from ..sql import quote
 from ..state import SCHEMA, read_states, relations
 
 WAIT_SECONDS = 3.0
+#: builds per node shown on its page (from the append-only _kto_build.node_history)
+HISTORY = 20
 
 
 @contextmanager
@@ -63,6 +65,8 @@ class Snapshot:
     run_results: dict | None = None
     manifest: dict | None = None
     cache: Any = None  # a DocsCache (cache.py) when building a site
+    plotter: Any = None  # charts for node pages (paths relative to nodes/), when building a site
+    history: dict = field(default_factory=dict)  # node -> [{finished_at, status, rows, seconds, fingerprint}]
     _results: dict | None = None
 
     def q(self, sql: str, params=None) -> list[tuple]:
@@ -101,11 +105,28 @@ def snapshot(project, con) -> Snapshot:
         snap.columns.setdefault(table.lower(), []).append((col, dtype))
     has_runs = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'runs'",
                            [SCHEMA]).fetchone()[0]
+    snap.history = node_history(con)
     if has_runs:
         snap.runs = [dict(zip(("run_id", "command", "target", "started_at", "finished_at", "built", "skipped",
                                 "failed"), r, strict=True))
                      for r in con.execute(f"SELECT * FROM {SCHEMA}.runs ORDER BY started_at DESC LIMIT 50").fetchall()]
     return snap
+
+
+def node_history(con, limit: int = HISTORY) -> dict[str, list[dict]]:
+    """The last ``limit`` builds of every node, oldest first (one query for all nodes)."""
+    has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'node_history'",
+                      [SCHEMA]).fetchone()[0]
+    out: dict[str, list[dict]] = {}
+    if not has:
+        return out
+    keys = ("finished_at", "status", "rows", "seconds", "fingerprint")
+    for r in con.execute(f"""
+            SELECT node, finished_at, status, rows, seconds, fingerprint FROM {SCHEMA}.node_history
+            QUALIFY row_number() OVER (PARTITION BY node ORDER BY finished_at DESC) <= ?
+            ORDER BY node, finished_at""", [limit]).fetchall():
+        out.setdefault(r[0], []).append(dict(zip(keys, r[1:], strict=True)))
+    return out
 
 
 def node_status(snap: Snapshot, name: str) -> dict:

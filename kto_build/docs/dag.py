@@ -13,7 +13,23 @@ STATUS_MARK = {"built": "#2e7d32", "skipped": "#9e9e9e", "failed": "#c62828", "n
 BOX_W, BOX_H, CHAR_W = 150, 40, 6.6
 
 
+def _import_grandalf():
+    """grandalf's geometry module imports numpy when it can (~0.5 s) though the Sugiyama layout never uses
+    it; when nothing loaded numpy yet, grandalf gets its own pure-Python fallback instead."""
+    import sys
+
+    if "grandalf.layouts" in sys.modules or "numpy" in sys.modules:
+        import grandalf.layouts
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # makes ``import numpy`` raise ImportError
+    try:
+        import grandalf.layouts  # noqa: F401
+    finally:
+        del sys.modules["numpy"]
+
+
 def _layout_class():
+    _import_grandalf()
     from grandalf.layouts import SugiyamaLayout
 
     class FastSugiyama(SugiyamaLayout):
@@ -97,3 +113,47 @@ def svg(names: list[str], edges: list[tuple[str, str]], info: dict[str, dict], h
                    f"{escape(sub[:34])}</text></a>")
     out.append("</svg>")
     return "".join(out)
+
+
+def start_layout(names: list[str], edges: list[tuple[str, str]], fork_above: int = 60):
+    """Start laying out a large graph in a forked process (grandalf is pure Python: a second process lays
+    out while this one writes the node pages); ``.result()`` gives what ``layout()`` would, as lists.
+    Small graphs, or a platform without fork, lay out in this process when the result is asked for."""
+    import multiprocessing as mp
+
+    if len(names) < fork_above or "fork" not in mp.get_all_start_methods():
+        return _Job(names, edges)
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(names, edges, send), daemon=True, name="kto-build-docs-layout")
+    proc.start()
+    send.close()
+    return _Job(names, edges, proc, recv)
+
+
+def _child(names, edges, send) -> None:
+    try:
+        send.send({n: list(xy) for n, xy in layout(names, edges).items()})
+    except BaseException:  # the parent lays out itself
+        send.send(None)
+    finally:
+        send.close()
+
+
+class _Job:
+    def __init__(self, names, edges, proc=None, recv=None):
+        self.names, self.edges, self.proc, self.recv = names, edges, proc, recv
+
+    def result(self) -> dict[str, list[float]]:
+        pos = None
+        if self.proc is not None:
+            try:
+                pos = self.recv.recv()
+            except (EOFError, OSError):
+                pos = None
+            finally:
+                self.recv.close()
+                self.proc.join()
+        if pos is None:
+            pos = {n: list(xy) for n, xy in layout(self.names, self.edges).items()}
+        return pos

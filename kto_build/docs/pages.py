@@ -1,4 +1,4 @@
-"""Page bodies, one function per node kind (judge pages: see ``judge_page``)."""
+"""Page bodies, one function per node kind (judge pages: judge.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from . import collect, plots
 from .html import figure, highlight, link, markdown, table
+from .judge import agreement_section
 from .stats import kto_balance, pairwise_kappa, wilson
 
 
@@ -24,11 +25,22 @@ def _neighbours(project, name: str) -> str:
 
 
 def _history(snap, name: str) -> str:
+    """The node's last builds (the append-only _kto_build.node_history), newest first, and seconds per build."""
+    builds = snap.history.get(name, [])
     st = collect.node_status(snap, name)
-    rows = [[str(st["built_at"]) if st["built_at"] else None, st["rows"], st["seconds"], st["last_run"]]]
-    note = ('<p class="muted">The state keeps each node\'s last build; the runs that changed the project are '
-            'listed on the <a href="../index.html#runs">index</a>.</p>')
-    return "<h2>Build history</h2>" + table(["built at", "rows", "seconds", "last run"], rows) + note
+    if not builds:  # a database from before node_history: the state's last build
+        rows = [[str(st["built_at"]) if st["built_at"] else None, None, st["rows"], st["seconds"], None]]
+    else:
+        rows = [[str(b["finished_at"]), b["status"], b["rows"], b["seconds"], b["fingerprint"][:12]]
+                for b in reversed(builds)]
+    chart = ""
+    if snap.plotter is not None:
+        chart = figure(plots.build_history(builds, f"{name}-history", snap.plotter), "seconds per build")
+    note = (f'<p class="muted">Last {len(builds)} builds (at most {collect.HISTORY}); last run: '
+            f'{escape(str(st["last_run"] or "-"))}; the runs are listed on the '
+            '<a href="../index.html#runs">index</a>.</p>')
+    return ("<h2>Build history</h2>" + chart + table(["finished at", "status", "rows", "seconds", "fingerprint"],
+                                                     rows) + note)
 
 
 def _settings(node) -> str:
@@ -67,12 +79,12 @@ def model_page(snap, node, lineage: dict[str, list[dict]], tests: list[dict]) ->
         srcs = ", ".join(link(f"{s['table']}.html", f"{s['table']}.{s['column']}") for s in src)
         rows.append([escape(c), escape(cols.get(c, (docs.get(c) or {}).get("data_type") or "")),
                      escape((docs.get(c) or {}).get("description") or ""), srcs])
+    sql_html, compiled_html = _sql_sections(snap, node)
     parts = [common(snap, node), f"<p>materialized as <b>{escape(node.materialization)}</b>"
              + (", reads vars " + ", ".join(f"<code>{escape(v)}</code>" for v in node.used_vars)
                 if node.used_vars else "") + "</p>",
              "<h2>Columns</h2>", table(["column", "type", "description", "comes from"], rows, raw={0, 1, 2, 3}),
-             "<h2>SQL</h2>", _highlighted(snap, node.sql.strip()),
-             "<h2>Compiled SQL</h2>", _highlighted(snap, compiled(snap.project, node))]
+             "<h2>SQL</h2>", sql_html, "<h2>Compiled SQL</h2>", compiled_html]
     test_rows = [[t["name"], f'<span class="status-{t["status"]}">{t["status"]}</span>', t["failures"],
                   escape(t.get("message") or "")] for t in tests]
     parts += ["<h2>Data tests</h2>", table(["test", "result", "failing rows", "message"],
@@ -81,12 +93,33 @@ def model_page(snap, node, lineage: dict[str, list[dict]], tests: list[dict]) ->
     return "".join(parts)
 
 
-def _highlighted(snap, sql: str) -> str:
+def _sql_sections(snap, node) -> list[str]:
+    """The SQL and the compiled SQL highlighted; the compiled body shares the SQL's tokens when it is the same
+    text (no vars inlined), and the tokens are those the column lineage parsed (sqltok.py): one tokenization."""
+    sql, comp = node.sql.strip(), compiled(snap.project, node)
+
+    def both() -> list[str]:
+        from .html import tokens
+        from .sqltok import highlight_tokens
+
+        def lex(text: str) -> list[tuple[str, str]]:
+            return highlight_tokens(text) or tokens(text)
+
+        toks = lex(sql)
+        head, body = comp.split("\n", 1)  # CREATE OR REPLACE <verb> "<name>" AS: no lexer needed
+        verb = "VIEW" if node.materialization == "view" else "TABLE"
+        head_toks = [p for w in ("CREATE", "OR", "REPLACE", verb) for p in (("k", w), ("w", " "))] + [
+            ("s2", f'"{node.name}"'), ("w", " "), ("k", "AS"), ("w", "\n")]
+        if "".join(v for _, v in head_toks) != head + "\n":  # compiled() wrote another header
+            head_toks = lex(head + "\n")
+        comp_toks = head_toks + (toks if body == sql else lex(body))
+        return [highlight(sql, toks=toks), highlight(comp, toks=comp_toks)]
+
     if snap.cache is None:
-        return highlight(sql)
+        return both()
     from .cache import key
 
-    return snap.cache.get("sql", key(sql), lambda: highlight(sql))
+    return snap.cache.get("sql2", key(sql, comp), both)
 
 
 def compiled(project, node) -> str:
@@ -123,12 +156,6 @@ def generation_page(snap, node, plotter) -> str:
     return "".join(parts)
 
 
-def judge_page(snap, node, plotter) -> str:
-    """The seam for judge nodes (issue 11): they will reuse the generation cache and calls, so their page is the
-    generation page plus agreement with people. Until the judge kind exists, a judge node gets the common part."""
-    return common(snap, node) + "<h2>Settings</h2>" + _settings(node) + _history(snap, node.name)
-
-
 # ------------------------------------------------------------- annotations
 def positive_label(project, node) -> str:
     labels = [str(x) for x in getattr(node, "labels", [])]
@@ -157,7 +184,7 @@ def annotation_page(snap, node, plotter) -> tuple[str, dict]:
              figure(plots.kappa_heatmap(pairs, f"{node.name}-kappa", plotter), "pairwise Cohen's kappa heatmap"),
              table(["annotator", "other", "items both answered", "Cohen's kappa"],
                    [[p["a"], p["b"], p["items"], p["kappa"]] for p in pairs if p["a"] < p["b"]]),
-             '<p class="muted">Judge agreement appears here once judge nodes exist (issue 11).</p>',
+             agreement_section(snap),
              _history(snap, node.name)]
     return "".join(parts), {"pairs": pairs, "stats": a}
 

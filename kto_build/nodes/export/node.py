@@ -347,6 +347,9 @@ class ExportNode(Node):
         try:
             ds.push_to_hub(**kwargs)
             if self.card:
+                from kto_build.docs.cardpics import push_pictures  # pictures first: the card links to them
+
+                push_pictures(self.out_dir, stats.get("pictures"), kwargs)
                 self._push_card(cardmod.render(ctx.project, self, stats, columns, hub=True), kwargs)
         except KtoBuildError:
             raise

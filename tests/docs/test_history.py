@@ -1,0 +1,74 @@
+"""Per-node build history: ``_kto_build.node_history`` gets one row per build, in the node's own transaction
+(a failed build adds none), is never rewritten, and the node pages show it as a table and a chart."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from .conftest import kto
+
+
+def _history(root: Path) -> list[tuple]:
+    con = duckdb.connect(str(root / "target" / "kto_build.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT node, status, rows, fingerprint, finished_at FROM _kto_build.node_history "
+                           "ORDER BY finished_at").fetchall()
+    finally:
+        con.close()
+
+
+def _section(root: Path, node: str) -> str:
+    html = (root / "target" / "docs" / "nodes" / f"{node}.html").read_text()
+    return html.split("<h2>Build history</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+def test_history_appends_per_build_and_pages_show_it(tmp_path):
+    root = tmp_path / "tiny"
+    (root / "models").mkdir(parents=True)
+    (root / "project.yml").write_text("name: tiny\nmodels:\n  materialized: table\n")
+    (root / "models" / "a.sql").write_text("select 1 as x\n")
+    (root / "models" / "b.sql").write_text("select x from a\n")
+    kto(root, "run")
+    first = _history(root)
+    assert [(n, s, r) for n, s, r, _, _ in first] == [("a", "built", 1), ("b", "built", 1)]
+    (root / "models" / "b.sql").write_text("select x, 2 as y from a union all select 3, 4\n")
+    kto(root, "run")
+    second = _history(root)
+    assert second[:2] == first  # appended, earlier rows untouched
+    assert [(n, s, r) for n, s, r, _, _ in second[2:]] == [("b", "built", 2)]
+    assert second[2][3] != second[1][3]  # the new fingerprint
+    (root / "models" / "b.sql").write_text("select nope from a\n")
+    failed = kto(root, "run", check=False)
+    assert failed.returncode != 0
+    assert _history(root) == second  # the failed build rolled back with its node: no row, nothing lost
+
+    (root / "models" / "b.sql").write_text("select x, 2 as y from a union all select 3, 4\n")
+    kto(root, "docs")
+    b = _section(root, "b")
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>built</td><td>(\d+)</td>", b)
+    assert [(t, int(n)) for t, n in rows] == [(str(second[2][4]), 2), (str(second[1][4]), 1)]  # newest first
+    img = re.search(r'<img src="([^"]+)"', b)
+    assert img and (root / "target" / "docs" / "nodes" / img.group(1)).resolve().is_file()
+    svg = (root / "target" / "docs" / "nodes" / img.group(1)).read_text()
+    assert svg.lstrip().startswith("<svg") and "Seconds per build" in svg
+    a = _section(root, "a")
+    assert len(re.findall(r"<tr><td>", a)) == 1 and "<img" not in a  # one build: a table row, no chart
+
+
+def test_a_database_from_before_node_history_gets_it_on_the_next_run(tmp_path):
+    root = tmp_path / "old"
+    (root / "models").mkdir(parents=True)
+    (root / "project.yml").write_text("name: old\nmodels:\n  materialized: table\n")
+    (root / "models" / "a.sql").write_text("select 1 as x\n")
+    kto(root, "run")
+    con = duckdb.connect(str(root / "target" / "kto_build.duckdb"))
+    con.execute("DROP TABLE _kto_build.node_history")  # as a database made before this table existed
+    con.close()
+    kto(root, "docs")  # no history table: the page shows the state's last build
+    assert len(re.findall(r"<tr><td>", _section(root, "a"))) == 1
+    (root / "models" / "a.sql").write_text("select 2 as x\n")
+    kto(root, "run")
+    assert [(n, s) for n, s, *_ in _history(root)] == [("a", "built")]
