@@ -18,7 +18,8 @@ deterministic text, ``usage`` token counts, and knobs the tests turn:
 - ``hold_after``: requests after the n-th are held unanswered (``held`` counts them) until
   ``configure(hold_after=None)``, ``reset()`` or ``stop()``: a test can stop a client at an exact point.
 - ``replies``: ``{substring: reply}``; a prompt containing a substring (first match in order) is answered
-  with that reply instead of the default text. A reply is a text, or ``{"text": ..., "first": {token:
+  with that reply instead of the default text (``{"@model": {substring: reply}}``: only for requests
+  naming that model). A reply is a text, or ``{"text": ..., "first": {token:
   logprob}}`` whose ``first`` gives the alternatives (log-probabilities) served for the first answer token.
 - log-probabilities: a chat request with ``logprobs: true`` (and ``top_logprobs: n``) or a completions request
   with ``logprobs: n`` gets them, in OpenAI's shape: every word of the answer is a token with probability
@@ -196,7 +197,7 @@ class LLMServer:
                 status, payload = 500, {"error": {"message": "internal error (test server)", "type": "server"}}
             if payload is None:
                 empty = bool(self.empty_marker and self.empty_marker in prompt)
-                payload = self._completion(prompt, system, body, chat, empty, self._reply(prompt))
+                payload = self._completion(prompt, system, body, chat, empty, self._reply(prompt, body.get("model")))
             with self.lock:
                 self.by_status[status] += 1
             return status, payload, headers
@@ -226,9 +227,13 @@ class LLMServer:
             return 500, {"error": {"message": "server stopped"}}, {}
         raise ValueError(f"unknown mode {mode}")
 
-    def _reply(self, prompt: str):
-        for marker, reply in (self.replies or {}).items():
-            if marker in prompt:
+    def _reply(self, prompt: str, model: str | None, replies: dict | None = None):
+        for marker, reply in (self.replies if replies is None else replies or {}).items():
+            if marker.startswith("@"):  # {"@model": {substring: reply}}: only for requests naming that model
+                got = self._reply(prompt, model, reply) if marker[1:] == model else None
+                if got is not None:
+                    return got
+            elif marker in prompt:
                 return reply
         return None
 
