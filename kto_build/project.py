@@ -41,7 +41,8 @@ PROJECT_SPEC = Map(
     },
     required=("name",),
 )
-SOURCES_SPEC = Map({"version": SCALAR, "prompts": Dict(ANY), "generators": Dict(ANY), "annotations": Dict(ANY)})
+SOURCES_SPEC = Map({"version": SCALAR, "prompts": Dict(ANY), "generators": Dict(ANY), "annotations": Dict(ANY),
+                    "judges": Dict(ANY)})
 TEST_SPEC = OneOf(STR, Dict(ANY), what="a test name or a mapping {test: {options}}")
 COLUMN_SPEC = Map({"name": STR, "description": STR, "tests": List(TEST_SPEC), "data_tests": List(TEST_SPEC),
                    "data_type": STR, "meta": ANY}, required=("name",))
@@ -69,6 +70,16 @@ def _overlay(cfg: YMap, target: str) -> YMap:
         if isinstance(over[target], YMap):
             out.key_lines[key] = over[target].line_of(key)
     return out
+
+
+def _wire_judges(nodes: dict) -> None:
+    """Each annotation node lists the judges that answer its question (``suggestions_from``) and reads
+    them (depends_on), so its push runs after them."""
+    for judge in [n for n in nodes.values() if n.kind == "judge"]:
+        ann = nodes[judge.annotation]
+        ann.suggestions_from = (*getattr(ann, "suggestions_from", ()), judge.name)
+        if judge.name not in ann.depends_on:
+            ann.depends_on.append(judge.name)
 
 
 def _value_col(path: Path, line: int | None, key: str) -> int | None:
@@ -153,9 +164,10 @@ class Project:
         if sources_file.exists():
             sources = load_yaml(sources_file, "sources.yml")
             validate(sources, SOURCES_SPEC, "sources.yml", "sources.yml", 1)
-            for section in ("prompts", "generators", "annotations"):
+            for section in ("prompts", "generators", "annotations", "judges"):
                 for name, cfg in (sources.get(section) or {}).items():
                     self._add_configured(section, name, cfg, "sources.yml", sources[section].line_of(name))
+            _wire_judges(self.nodes)
         for name, cfg in (self.config.get("exports") or {}).items():
             self._add_configured("exports", name, cfg, "project.yml", self.config["exports"].line_of(name))
         self._load_models()

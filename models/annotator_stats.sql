@@ -2,6 +2,8 @@
 -- the *other* annotators of the same generation (records where the others tie or
 -- nobody else answered are not compared), with Cohen's kappa against that majority
 -- (NULL where undefined: fewer than 1 comparison or chance agreement = 1).
+-- Judges are listed beside people (kind 'judge', annotator_id 'judge:<model>'): a
+-- verdict is compared with the majority of all people who rated the generation.
 with answers as (
     select
         r.annotator_id,
@@ -11,6 +13,16 @@ with answers as (
         v.down_votes - (case when r.is_up then 0 else 1 end) as others_down
     from stg_responses as r
     join label_votes as v on v.generation_id = r.record_id
+    union all
+    select
+        'judge:' || j.judge_model as annotator_id,
+        j.judge_model as annotator,
+        j.label = getvariable('positive_label') as is_up,
+        coalesce(v.up_votes, 0) as others_up,
+        coalesce(v.down_votes, 0) as others_down
+    from haiku_judge as j
+    left join label_votes as v on v.generation_id = j.record_id
+    where j.status = 'ok' and j.label is not null
 ),
 
 compared as (
@@ -37,6 +49,7 @@ per_annotator as (
 select
     annotator_id,
     annotator,
+    case when annotator_id like 'judge:%' then 'judge' else 'person' end as kind,
     answers,
     up_rate,
     compared,

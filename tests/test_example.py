@@ -1,5 +1,6 @@
-"""The example project end to end, as a new user runs it: the real local model,
-answers loaded through the local backend, TRL-ready exports, then a no-op run."""
+"""The example project end to end, as a new user runs it: the real local model writes and judges,
+the first exports are labelled by the judge (AI feedback), answers loaded through the local backend
+take over, TRL-ready exports, then a no-op run."""
 
 from __future__ import annotations
 
@@ -43,6 +44,20 @@ def example(tmp_path_factory) -> Path:
     return project
 
 
+def expected_pairs(records, score: dict[str, tuple[float, int]]) -> list[tuple[str, str, str]]:
+    """dpo computed here: per prompt the best and the worst record by (share of Yes, answers, id)."""
+    out = []
+    for prompt in sorted({p for _, p, _ in records}):
+        cands = [(score[rid][0], score[rid][1], rid, c) for rid, p, c in records if p == prompt and rid in score]
+        if not cands:
+            continue
+        best = sorted(cands, key=lambda x: (-x[0], -x[1], x[2]))[0]
+        worst = sorted(cands, key=lambda x: (x[0], -x[1], x[2]))[0]
+        if best[0] - worst[0] >= 0.5 and best[3] != worst[3]:
+            out.append((prompt, best[3], worst[3]))
+    return sorted(out)
+
+
 def _load(folder: Path, rows: int, cache: Path):
     """The parquet file as TRL users load it (load_dataset refuses a 0-row file: then pyarrow reads it)."""
     import datasets
@@ -69,6 +84,21 @@ def test_example_end_to_end(example):
     records = query(example, "select id, prompt, completion from to_annotate order by id")
     assert len({(p, c) for _, p, c in records}) == len(records)  # each distinct text goes to people once
 
+    # the judge (the same local model) answered for every record: a label (any) and a probability each,
+    # read from its next-token log-probabilities; nobody has rated, so kto and dpo are its labels
+    verdicts = query(example, "select record_id, judge_model, label, score, status from haiku_judge order by 1")
+    assert [v[0] for v in verdicts] == [rec[0] for rec in records]
+    assert all(v[1] == "gemma-3-270m-judge" and v[2] in ("Yes", "No") and 0.5 <= v[3] <= 1 and v[4] == "ok"
+               for v in verdicts), verdicts
+    judged_up = {v[0]: v[2] == "Yes" for v in verdicts}
+    assert sorted(query(example, "select prompt, completion, label, label_source from kto")) == sorted(
+        (p, c, judged_up[rid], "judge:gemma-3-270m-judge") for rid, p, c in records)
+    assert sorted(query(example, "select prompt, chosen, rejected from dpo")) == expected_pairs(
+        records, {rid: (1.0 if up else 0.0, 1) for rid, up in judged_up.items()})
+    card = (example / "target/exports/dev/haiku_kto/README.md").read_text()
+    if records:
+        assert f"- labels from: {len(records)} rows from judge `gemma-3-270m-judge` (AI feedback)" in card
+
     # 2. people answer: export the pending records, fill them in, load them back. Per prompt the first
     # record gets Yes from both annotators, the others No: every prompt with 2+ records gives a DPO pair.
     pending = example / "pending.jsonl"
@@ -93,12 +123,15 @@ def test_example_end_to_end(example):
     # 3. second run: only what the answers touch rebuilds; no generation request is made again
     kto(example, "run")
     r = results(example)
-    assert r["haiku_generations"]["status"] == "skipped"
+    assert r["haiku_generations"]["status"] == "skipped" and r["haiku_judge"]["status"] == "skipped"
     assert r["haiku_prompts"]["status"] == "skipped" and r["stg_prompts"]["status"] == "skipped"
     if answers:
         assert r["kto"]["status"] == "built" and r["haiku_kto"]["status"] == "built"
     assert sorted(query(example, "select prompt, completion, label from kto")) == expected_kto
     assert sorted(query(example, "select prompt, chosen, rejected from dpo")) == expected_dpo
+    # every record now has people's answers: they replace the judge's labels everywhere
+    assert {x[0] for x in query(example, "select label_source from kto union select label_source from dpo")} <= {
+        "human"}
 
     # 4. the exports are what TRL takes, row for row: conversational, the system prompt first
     import datasets
@@ -121,6 +154,8 @@ def test_example_end_to_end(example):
     card = (out / "haiku_kto" / "README.md").read_text()
     assert card.startswith("---\n") and "gemma-3-270m" in card and "max_new_tokens: 40" in card
     assert f"({2 * len(records)} current submitted answers; the log keeps {2 * len(records)} events)" in card
+    if expected_kto:
+        assert f"- labels from: {len(expected_kto)} rows from people" in card
 
     # 5. nothing changed: every node skipped, and the CLI imports no heavy library
     kto(example, "run")

@@ -153,11 +153,15 @@ class LlamaCppCompletionLLM(LLM):
         repeat_penalty: float = 1.1,
         stop: list[str] | str | None = None,
         seed: int | None = None,
+        logprobs: int | None = None,
     ) -> list[dict]:
+        """``logprobs=n``: also the n most likely first answer tokens with their log-probabilities
+        (read from the prompt's next-token logits, so no ``logits_all`` buffer is needed)."""
         outputs = []
         for input in inputs:  # noqa: A001
             text = self.render(input)
             generations, in_tokens, out_tokens = [], [], []
+            first = self.first_token_logprobs(text, logprobs) if logprobs else None
             for _ in range(num_generations):
                 kwargs = {"seed": seed} if seed is not None else {}
                 res = self._model.create_completion(prompt=text, max_tokens=max_new_tokens, temperature=temperature,
@@ -167,8 +171,24 @@ class LlamaCppCompletionLLM(LLM):
                 usage = res.get("usage") or {}
                 in_tokens.append(usage.get("prompt_tokens"))
                 out_tokens.append(usage.get("completion_tokens"))
-            outputs.append(prepare_output(generations, in_tokens, out_tokens))
+            outputs.append(prepare_output(generations, in_tokens, out_tokens,
+                                          [[first] for _ in generations] if first else None))
         return outputs
+
+    def first_token_logprobs(self, text: str, n: int) -> list[dict]:
+        """The ``n`` most likely next tokens after ``text``: [{"token", "logprob"}], most likely first."""
+        import numpy as np
+
+        model = self._model
+        tokens = model.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        model.reset()
+        model.eval(tokens)
+        logits = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(model.n_vocab(),)).astype(np.float64)
+        logits -= logits.max()
+        logprobs = logits - np.log(np.exp(logits).sum())
+        top = np.argsort(-logprobs)[:max(1, int(n))]
+        return [{"token": model.detokenize([int(i)]).decode("utf-8", errors="replace"),
+                 "logprob": float(logprobs[i])} for i in top]
 
 
 @contextlib.contextmanager
@@ -251,6 +271,21 @@ def first_error_line(exc: BaseException) -> str:
 
 def is_async(llm: LLM) -> bool:
     return isinstance(llm, AsyncLLM)
+
+
+def logprob_kwargs(cls: type, n: int) -> dict:
+    """The generation kwargs that make an LLM of class ``cls`` return the ``n`` most likely tokens per answer
+    position, in distilabel's ``logprobs`` output ({} when it cannot): OpenAI-compatible chat
+    (``logprobs=True, top_logprobs=n``), llama.cpp completions here (``logprobs=n``)."""
+    if n <= 0:
+        return {}
+    fn = cls.agenerate if issubclass(cls, AsyncLLM) else cls.generate
+    names = set(inspect.signature(fn).parameters)
+    if "top_logprobs" in names and "logprobs" in names:
+        return {"logprobs": True, "top_logprobs": min(int(n), 20)}
+    if "logprobs" in names:
+        return {"logprobs": int(n)}
+    return {}
 
 
 def generation_parameters(llm: LLM) -> tuple[set[str], bool]:

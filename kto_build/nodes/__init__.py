@@ -11,6 +11,7 @@ KINDS = {
     "prompts": ("kto_build.nodes.source", "SourceNode"),
     "generators": ("kto_build.nodes.generation", "GenerationNode"),
     "annotations": ("kto_build.nodes.annotation", "AnnotationNode"),
+    "judges": ("kto_build.nodes.judge", "JudgeNode"),
     "exports": ("kto_build.nodes.export", "ExportNode"),
 }
 

@@ -33,7 +33,7 @@ def test_the_recording_is_of_the_current_session():
 
 def test_check_fails_on_a_hand_edited_block():
     readme = readme_session.README.read_text(encoding="utf-8")
-    edited = readme.replace("14 built, 0 skipped, 0 failed.", "14 built, 0 skipped, 0 failed!", 1)
+    edited = readme.replace("18 built, 0 skipped, 0 failed.", "18 built, 0 skipped, 0 failed!", 1)
     assert edited != readme
     fixed = readme_session.apply(edited, readme_session.render(recorded()))
     assert fixed != edited and fixed == readme  # --check compares exactly this

@@ -17,6 +17,13 @@ deterministic text, ``usage`` token counts, and knobs the tests turn:
   whose message repeats the request's Authorization header, as some proxies do).
 - ``hold_after``: requests after the n-th are held unanswered (``held`` counts them) until
   ``configure(hold_after=None)``, ``reset()`` or ``stop()``: a test can stop a client at an exact point.
+- ``replies``: ``{substring: reply}``; a prompt containing a substring (first match in order) is answered
+  with that reply instead of the default text (``{"@model": {substring: reply}}``: only for requests
+  naming that model). A reply is a text, or ``{"text": ..., "first": {token:
+  logprob}}`` whose ``first`` gives the alternatives (log-probabilities) served for the first answer token.
+- log-probabilities: a chat request with ``logprobs: true`` (and ``top_logprobs: n``) or a completions request
+  with ``logprobs: n`` gets them, in OpenAI's shape: every word of the answer is a token with probability
+  0.75, followed by filler alternatives; a reply's ``first`` replaces the first token's alternatives.
 
 It counts requests (total, per status, per prompt text). In-process use:
 ``with LLMServer(latency=0.01) as srv: srv.url``. As a process (benchmarks):
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import threading
@@ -117,6 +125,7 @@ class LLMServer:
         self.random = random.Random(seed)
         self._release = threading.Event()
         self.hold_after: int | None = None
+        self.replies: dict = {}
         self.held = 0
         self.configure(latency=latency, fail_rate=fail_rate, rate_limit_every=rate_limit_every,
                        fail_marker=fail_marker, empty_marker=empty_marker, bad_request_marker=bad_request_marker,
@@ -131,7 +140,7 @@ class LLMServer:
     def configure(self, **knobs) -> None:
         for k, v in knobs.items():
             if k not in ("latency", "fail_rate", "rate_limit_every", "fail_marker", "empty_marker",
-                         "bad_request_marker", "mode", "retry_after", "hold_after"):
+                         "bad_request_marker", "mode", "retry_after", "hold_after", "replies"):
                 raise ValueError(f"unknown knob {k}")
             setattr(self, k, v)
         if knobs.get("hold_after", 0) is None:
@@ -188,7 +197,7 @@ class LLMServer:
                 status, payload = 500, {"error": {"message": "internal error (test server)", "type": "server"}}
             if payload is None:
                 empty = bool(self.empty_marker and self.empty_marker in prompt)
-                payload = self._completion(prompt, system, body, chat, empty)
+                payload = self._completion(prompt, system, body, chat, empty, self._reply(prompt, body.get("model")))
             with self.lock:
                 self.by_status[status] += 1
             return status, payload, headers
@@ -218,10 +227,24 @@ class LLMServer:
             return 500, {"error": {"message": "server stopped"}}, {}
         raise ValueError(f"unknown mode {mode}")
 
+    def _reply(self, prompt: str, model: str | None, replies: dict | None = None):
+        for marker, reply in (self.replies if replies is None else replies or {}).items():
+            if marker.startswith("@"):  # {"@model": {substring: reply}}: only for requests naming that model
+                got = self._reply(prompt, model, reply) if marker[1:] == model else None
+                if got is not None:
+                    return got
+            elif marker in prompt:
+                return reply
+        return None
+
     @staticmethod
-    def _completion(prompt: str, system: str, body: dict, chat: bool, empty: bool) -> dict:
+    def _completion(prompt: str, system: str, body: dict, chat: bool, empty: bool, reply=None) -> dict:
         temp = body.get("temperature")
-        text = f"a haiku on: {prompt[:60]}\nwritten at temperature {temp}\nby the test server"
+        first = None
+        if reply is not None:
+            text, first = (reply.get("text", ""), reply.get("first")) if isinstance(reply, dict) else (reply, None)
+        else:
+            text = f"a haiku on: {prompt[:60]}\nwritten at temperature {temp}\nby the test server"
         max_tokens = body.get("max_tokens") or 128
         words = text.split()[: max(1, int(max_tokens))]
         text = " ".join(words) if len(words) < len(text.split()) else text
@@ -230,12 +253,22 @@ class LLMServer:
         usage = {"prompt_tokens": in_tokens, "completion_tokens": out_tokens, "total_tokens": in_tokens + out_tokens}
         created = int(time.time())
         model = body.get("model") or "test-model"
+        top = body.get("top_logprobs") if chat else body.get("logprobs")
+        wants = (body.get("logprobs") is True) if chat else isinstance(top, int)
+        positions = _logprobs(text, first, int(top or 1)) if wants and not empty else None
         if chat:
-            choice = {"index": 0, "finish_reason": "content_filter" if empty else "stop", "logprobs": None,
+            lp = None if positions is None else {"refusal": None, "content": [
+                {"token": tok, "logprob": alts[tok], "bytes": None,
+                 "top_logprobs": [{"token": t, "logprob": v, "bytes": None} for t, v in alts.items()]}
+                for tok, alts in positions]}
+            choice = {"index": 0, "finish_reason": "content_filter" if empty else "stop", "logprobs": lp,
                       "message": {"role": "assistant", "content": None if empty else text}}
             return {"id": "chatcmpl-test", "object": "chat.completion", "created": created, "model": model,
                     "choices": [choice], "usage": usage}
-        choice = {"index": 0, "finish_reason": "stop", "logprobs": None, "text": "" if empty else text}
+        lp = None if positions is None else {
+            "tokens": [tok for tok, _ in positions], "token_logprobs": [alts[tok] for tok, alts in positions],
+            "top_logprobs": [alts for _, alts in positions], "text_offset": [0 for _ in positions]}
+        choice = {"index": 0, "finish_reason": "stop", "logprobs": lp, "text": "" if empty else text}
         return {"id": "cmpl-test", "object": "text_completion", "created": created, "model": model,
                 "choices": [choice], "usage": usage}
 
@@ -266,6 +299,23 @@ class LLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _logprobs(text: str, first: dict | None, top: int) -> list[tuple[str, dict]]:
+    """Per answer word: (the chosen token, its alternatives {token: logprob}, most likely first)."""
+    out = []
+    for i, word in enumerate(text.split()):
+        tok = word if i == 0 else " " + word
+        if i == 0 and first:
+            alts = dict(sorted(first.items(), key=lambda kv: -kv[1])[:max(1, top)])
+            chosen = max(alts, key=alts.get)
+            out.append((chosen, alts))
+            continue
+        alts = {tok: math.log(0.75)}
+        for j in range(1, max(1, top)):
+            alts[f" zz{j}"] = math.log(0.2 / (2 ** j))
+        out.append((tok, alts))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

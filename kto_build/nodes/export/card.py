@@ -92,6 +92,9 @@ def collect_stats(con, project: Project, node: ExportNode, table_rows: int) -> d
         stats.update(desirable=pos, undesirable=neg)
     if "prompt" in cols:
         stats["prompts"] = con.execute(f"select count(distinct prompt) from {q}").fetchone()[0]
+    if "label_source" in cols:  # people or judges (AI feedback): rows per source
+        stats["label_sources"] = dict(con.execute(f"select coalesce(label_source, 'unknown'), count(*) from {q} "
+                                                  "group by all order by 1").fetchall())
     upstream = project.graph.ancestors(node.model) | {node.model}
     annotators, answers, logged, agreement = set(), 0, 0, None
     for name in sorted(upstream):
@@ -229,6 +232,8 @@ def _size_lines(node: ExportNode, stats: dict) -> list[str]:
                          "1:1 and 4:3")
     lines.append(f"- annotators: {stats.get('annotators', 0)} ({stats.get('answers', 0)} current submitted answers; "
                  f"the log keeps {stats.get('logged', 0)} events)")
+    if stats.get("label_sources"):
+        lines.append(label_sources_line(stats["label_sources"]))
     ag = stats.get("agreement")
     if ag and ag.get("rated_by_2_or_more"):
         lines.append(f"- agreement (from `{ag['table']}`, items with 2+ answers): mean majority share "
@@ -264,6 +269,16 @@ def _use_lines(node: ExportNode) -> list[str]:
                   "train_dataset=ds, processing_class=tokenizer)"]
     lines += ["```", ""]
     return lines
+
+
+def label_sources_line(sources: dict[str, int]) -> str:
+    """Where the labels came from: people, or a judge model (AI feedback), per row of the export."""
+    def said(src: str) -> str:
+        parts = [("people" if p == "human" else f"judge `{p[6:]}` (AI feedback)" if p.startswith("judge:") else p)
+                 for p in src.split("+")]
+        return " and ".join(parts)
+
+    return "- labels from: " + "; ".join(f"{n} rows from {said(src)}" for src, n in sources.items())
 
 
 def _vars_upstream(project: Project, model: str) -> set[str]:
