@@ -34,6 +34,7 @@ from ...sql import quote
 from ...state import SCHEMA, utcnow
 from ...yamlio import ANY, BOOL, INT, SCALAR, STR, List, Map, OneOf, Scalar
 from ..base import Node, NodeResult
+from . import suggestions
 
 if TYPE_CHECKING:
     from ..base import NodeContext
@@ -92,6 +93,8 @@ class AnnotationNode(Node):
     metadata: list[str] | None = None
     metadata_visible: bool = False  # raters see metadata (e.g. model_name) only when the project asks
     argilla: dict = field(default_factory=dict)
+    #: judge nodes whose verdicts people see as suggestions (project wiring fills it; see suggestions.py)
+    suggestions_from: tuple[str, ...] = ()
     #: the validated YAML mapping, for the line of a key in later errors
     _cfg: Any = field(default=None, repr=False, compare=False)
 
@@ -158,7 +161,8 @@ class AnnotationNode(Node):
                 "metadata": self.metadata,
                 **({"metadata_visible": True} if self.metadata_visible else {}),
                 "argilla": {k: a.get(k) for k in ("api_url_env", "workspace", "dataset")}
-                if self.backend == "argilla" else None}
+                if self.backend == "argilla" else None,
+                **({"suggestions_from": sorted(self.suggestions_from)} if self.suggestions_from else {})}
 
     def summary(self) -> dict:
         d = super().summary()
@@ -315,6 +319,8 @@ class AnnotationNode(Node):
                     tx.con.execute(f"UPDATE {SCHEMA}.annotation_records SET dataset_id = ? WHERE node = ? "
                                    "AND dataset_id IS NULL", [before, self.name])
                 todo = self.unpushed(tx.con, meta, dataset_id)
+                pushed_records = len(todo)
+                todo, resent = suggestions.plan_push(tx.con, self, meta, dataset_id, todo)
                 elsewhere = tx.con.execute(f"SELECT count(*) FROM {SCHEMA}.annotation_records WHERE node = ? "
                                            "AND dataset_id IS DISTINCT FROM ?", [self.name, dataset_id]).fetchone()[0]
             # 2. push in batches; each batch's push-log rows commit on their own
@@ -329,11 +335,16 @@ class AnnotationNode(Node):
                         "SELECT * FROM (SELECT ? AS node, unnest(?::VARCHAR[]) AS record_id, "
                         "unnest(?::VARCHAR[]) AS record_hash, ?::TIMESTAMP AS pushed_at, ? AS dataset_id)",
                         [self.name, [r["id"] for r in batch], [r["_hash"] for r in batch], now, dataset_id])
+                    done = [r["_suggestion"] for r in batch if r.get("_suggestion") is not None]
+                    suggestions.log_sent(tx.con, dataset_id, self.question, done)  # the same transaction
+                sent_sugg.extend(done)
                 bar.advance(len(batch))
 
             t_push = time.monotonic()
+            sent_sugg: list = []
             with ctx.reporter.progress(f"push {self.name}", len(todo)) as bar:
-                pushed = backend.push(ds, spec, todo, batch_size, logged)
+                backend.push(ds, spec, todo, batch_size, logged)
+            pushed = pushed_records
             push_s = time.monotonic() - t_push
             # 3. pull every response, append what differs from the log's latest rows
             ctx.reporter.info(f"pulling answers for {self.name} from {backend.api_url}")
@@ -355,11 +366,14 @@ class AnnotationNode(Node):
             backend.close()
         again = (f"; the log named another dataset for {elsewhere} of them, so they were pushed again"
                  if elsewhere and pushed else "")
-        msg = (f"pushed {pushed} records{' (created the dataset)' if created else ''}{again} in {push_s:.2f}s, "
+        sugg = f", sent {len(sent_sugg)} suggestions ({resent} to records pushed before)" if self.suggestions_from \
+            else ""
+        msg = (f"pushed {pushed} records{' (created the dataset)' if created else ''}{again}{sugg} in {push_s:.2f}s, "
                f"pulled {len(fetched)} answers in {fetch_s:.2f}s: {len(new_rows)} new log rows "
                f"({time.monotonic() - t0:.2f}s)")
         return NodeResult(rows=version[0], message=msg,
-                          extra={"pushed": pushed, "fetched": len(fetched), "appended": len(new_rows),
+                          extra={"pushed": pushed, "suggestions": len(sent_sugg), "resent": resent,
+                                 "fetched": len(fetched), "appended": len(new_rows),
                                  "push_seconds": round(push_s, 4), "fetch_seconds": round(fetch_s, 4),
                                  "seconds": round(time.monotonic() - t0, 4)})
 
