@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from .errors import KtoBuildError
+from .sql import literal as sql_literal
 from .sql import quote
-from .state import sql_literal
 
 if TYPE_CHECKING:
     from .project import Project

@@ -253,11 +253,11 @@ class Project:
                     if not any(n.kind != "model" for n in self.nodes.values()):
                         hint = self._sources_hint() or hint
                     raise KtoBuildError(f"unknown table '{ref.name}'", node.path, ref.line, ref.col, hint=hint)
-        from .checks import compile_tests
+        from .datatests import compile_tests
 
         for node in self.nodes.values():  # data test definitions are checked when the project loads
             if isinstance(node, ModelNode) and (node.tests or node.columns):
-                compile_tests(node, self, parse_sql=False)
+                compile_tests(node, self.nodes, parse_sql=False)
         for node in self.nodes.values():
             for dep in node.depends_on:
                 if dep not in known:

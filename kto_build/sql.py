@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import KtoBuildError
 
@@ -103,13 +103,11 @@ def inline_vars(sql: str, values: dict) -> str:
     import sqlglot
     from sqlglot import exp
 
-    from .state import sql_literal
-
     def swap(node):
         if isinstance(node, exp.Anonymous) and node.name.lower() == "getvariable" and node.expressions:
             arg = node.expressions[0]
             if isinstance(arg, exp.Literal) and arg.is_string and arg.this in values:
-                return sqlglot.parse_one(sql_literal(values[arg.this]), read=DIALECT)
+                return sqlglot.parse_one(literal(values[arg.this]), read=DIALECT)
         return node
 
     tree = sqlglot.parse_one(sql, read=DIALECT).transform(swap)
@@ -119,9 +117,7 @@ def inline_vars(sql: str, values: dict) -> str:
 def runnable(statement: str, used_vars: list[str], values: dict) -> str:
     """``kto-build compile`` output that runs as is in a plain duckdb shell, like
     ``dbt compile``: the ``SET VARIABLE`` lines for the vars the SQL reads, then the statement."""
-    from .state import sql_literal
-
-    sets = [f"SET VARIABLE {quote(v)} = {sql_literal(values[v])};" for v in sorted(set(used_vars)) if v in values]
+    sets = [f"SET VARIABLE {quote(v)} = {literal(values[v])};" for v in sorted(set(used_vars)) if v in values]
     return "\n".join([*sets, statement.rstrip().rstrip(";") + ";"])
 
 
@@ -143,6 +139,21 @@ def quote(name: str) -> str:
     """A quoted DuckDB identifier."""
     return '"' + name.replace('"', '""') + '"'
 
+
+
+def literal(value: Any) -> str:
+    """A DuckDB literal: project vars (SET VARIABLE), accepted values in data tests, paths."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"'{k}': {literal(v)}" for k, v in value.items()) + "}"
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def column_lineage(column: str, sql: str, sources: dict[str, str], schema: dict | None = None) -> list[dict]:

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from .errors import KtoBuildError, LockError
+from .sql import literal
 
 SCHEMA = "_kto_build"
 #: longest a run keeps its shared write connection before it lets readers in (between two nodes)
@@ -91,21 +91,6 @@ class NodeState:
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def sql_literal(value: Any) -> str:
-    """A DuckDB literal for a project var (used by SET VARIABLE)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"'{k}': {sql_literal(v)}" for k, v in value.items()) + "}"
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 class Database:
@@ -229,7 +214,7 @@ class Database:
                         raise
                     time.sleep(0.05)
         for name, value in self.variables.items():
-            con.execute(f"SET VARIABLE {name} = {sql_literal(value)}")
+            con.execute(f"SET VARIABLE {name} = {literal(value)}")
         return con
 
     # ------------------------------------------------------------------ state

@@ -29,7 +29,7 @@ def annotate(obj, target, vars_, node, port, host, answers_file, export_file, no
     Each answer is its own short write to the DuckDB file, so 'kto-build run'
     can run between answers (it waits up to 5 s for an answer being written).
     """
-    from ..nodes.annotation import export_pending, import_answers, pick_local_node
+    from ..services.annotations import export_pending, import_answers, pick_local_node
 
     project = load_project(obj)
     n = pick_local_node(project, node)
@@ -59,7 +59,7 @@ def annotate(obj, target, vars_, node, port, host, answers_file, export_file, no
 @friendly
 def status(obj, target, vars_, nodes, as_json):
     """Annotation progress: records pushed, records with enough answers, answers per annotator."""
-    from ..nodes.annotation import status as annotation_status
+    from ..services.annotations import status as annotation_status
 
     rows = annotation_status(load_project(obj), list(nodes) or None)
     if as_json:

@@ -18,7 +18,7 @@ from ..cli import EchoReporter, exclude_opt, friendly, load_project, project_opt
 @friendly
 def test_cmd(obj, target, vars_, select, exclude, as_json):
     """Run the data tests of models/*.yml on the stored tables."""
-    from ..checks import run_tests
+    from ..services.tests import run_tests
 
     results = run_tests(load_project(obj), select, exclude)
     if as_json:

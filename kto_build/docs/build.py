@@ -141,9 +141,9 @@ def data_tests(snap, node) -> list[dict]:
         return res["tests"]
     if not (node.tests or node.columns) or snap.con is None or not snap.has(node.name):
         return []
-    from ..checks import compile_tests, execute
+    from ..datatests import compile_tests, execute
 
-    tests = compile_tests(node, snap.project)
+    tests = compile_tests(node, snap.project.nodes)
     if not tests:
         return []
     return [r.as_dict() for r in execute(snap.con, tests, {node.name: list(snap.cols(node.name))})]

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KtoBuildError
+from ..sql import literal as sql_literal
 from ..sql import quote
-from ..state import SCHEMA, read_states, relations, sql_literal
+from ..state import SCHEMA, read_states, relations
 
 WAIT_SECONDS = 3.0
 

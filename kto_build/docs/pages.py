@@ -32,7 +32,7 @@ def _history(snap, name: str) -> str:
 
 
 def _settings(node) -> str:
-    from ..card import _plain, redact
+    from ..nodes.export.card import _plain, redact
 
     try:
         settings = node.definition()

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from ..checks import run_model_tests
+from ..datatests import run_model_tests
 from ..errors import KtoBuildError
 from ..sql import inline_vars, quote
 from .base import Node, NodeResult
@@ -64,7 +64,7 @@ class ModelNode(Node):
             rows = None
             if self.materialization == "table":
                 rows = tx.con.execute(f"SELECT count(*) FROM {quote(self.name)}").fetchone()[0]
-            tests = run_model_tests(tx.con, self, ctx.project)  # data tests right after the build
+            tests = run_model_tests(tx.con, self, ctx.project.nodes)  # data tests right after the build
             tx.save(rows=rows, extra={"tests_failed": tests.error[:500]} if tests.error else None)
         return NodeResult(rows=rows, message=tests.error or "", warnings=tests.warnings,
                           status="failed" if tests.error else "built", tests=tests.results)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import KtoBuildError
-from ..sql import quote
+from ..sql import literal, quote
 from ..yamlio import ANY, STR, Map, OneOf, Scalar
 from .base import Node, NodeResult
 
@@ -130,7 +130,7 @@ class SourceNode(Node):
                                                                   "another one")
         if self.file is not None:
             suffix = "." + self.config["format"] if "format" in self.config else self.file.suffix.lower()
-            relation = READERS[suffix].format(path="'" + str(self.file).replace("'", "''") + "'")
+            relation = READERS[suffix].format(path=literal(str(self.file)))
         else:
             relation = self._register_dataset(con)
         try:

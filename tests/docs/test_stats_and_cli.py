@@ -39,7 +39,7 @@ def test_wilson_interval():
 
 
 def test_kto_balance_matches_the_export_warning_rule():
-    from kto_build.checks import kto_balance_warnings
+    from kto_build.nodes.export.checks import kto_balance_warnings
 
     for pos, neg in ((4, 8), (10, 5), (6, 5), (3, 0)):
         b = kto_balance(pos, neg)

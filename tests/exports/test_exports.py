@@ -12,7 +12,7 @@ import datasets
 import pytest
 from conftest import PROJECT_YML, cli, make_project
 
-from kto_build.checks import kto_balance_warnings
+from kto_build.nodes.export.checks import kto_balance_warnings
 from kto_build.project import Project
 from tests.helpers import query as db_rows
 
@@ -246,7 +246,7 @@ def test_card(project_dir):
 
 
 def test_card_redacts_secret_settings():
-    from kto_build.card import redact
+    from kto_build.nodes.export.card import redact
 
     assert redact({"api_key": "sk-123", "api_key_env": "OPENAI_API_KEY", "params": {"token": "hf_x", "n": 1}}) == {
         "api_key": "<redacted>", "api_key_env": "OPENAI_API_KEY", "params": {"token": "<redacted>", "n": 1}}

@@ -1,14 +1,13 @@
-"""Annotation nodes: human answers in an append-only response log (see ``node``)."""
+"""Annotation nodes: human answers in an append-only response log.
 
-from .node import (
-    AnnotationNode,
-    annotation_nodes,
-    export_pending,
-    import_answers,
-    pick_local_node,
-    read_answers_file,
-    status,
-)
+- ``node``: ``AnnotationNode`` (config, staleness, the local and Argilla runs)
+- ``log``: the response log ``<node>`` and its view ``<node>_latest``
+- ``push``: the push log ``_kto_build.annotation_records``
 
-__all__ = ["AnnotationNode", "annotation_nodes", "export_pending", "import_answers", "pick_local_node",
-           "read_answers_file", "status"]
+The CLI services (answers files, pending export, status) are in
+``kto_build/services/annotations.py``.
+"""
+
+from .node import AnnotationNode
+
+__all__ = ["AnnotationNode"]

@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...sql import quote
+from ...sql import literal, quote
 from ...state import SCHEMA, relations, utcnow
+from .push import FIELDS, record_hash_sql
 
 if TYPE_CHECKING:
     from .node import AnnotationNode
@@ -66,7 +67,7 @@ def verdicts_sql(con, node: AnnotationNode) -> str | None:
         parts.append(
             f"SELECT CAST(record_id AS VARCHAR) AS record_id, CAST(label AS VARCHAR) AS value, "
             f"CASE WHEN score BETWEEN 0 AND 1 THEN CAST(score AS DOUBLE) END AS score, "
-            f"CAST(judge_model AS VARCHAR) AS agent, {_literal(judge)} AS judge, created_at "
+            f"CAST(judge_model AS VARCHAR) AS agent, {literal(judge)} AS judge, created_at "
             f"FROM {quote(judge)} WHERE status = 'ok' AND label IS NOT NULL AND judge_model IS NOT NULL")
     return " UNION ALL ".join(parts) or None
 
@@ -151,14 +152,8 @@ def records_rows(con, node: AnnotationNode, meta: list[str], ids: list[str]) -> 
     """Rows of the records model (id, fields, metadata as text, ``_hash``) for the given ids."""
     if not ids:
         return []
-    from .node import FIELDS
-
     cols = ["id", *FIELDS, *meta]
     select = ", ".join(f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" for c in cols)
-    rows = con.execute(f"SELECT {select}, {node.record_hash_sql(meta)} AS _hash FROM {quote(node.records)} "
+    rows = con.execute(f"SELECT {select}, {record_hash_sql(meta)} AS _hash FROM {quote(node.records)} "
                        "WHERE CAST(id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[])) ORDER BY 1", [ids]).fetchall()
     return [dict(zip([*cols, "_hash"], r, strict=True)) for r in rows]
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -26,7 +26,7 @@ change, an output is missing or is not the file it wrote (a SHA-256 per
 file is kept in its state), or a configured push has not happened yet; it
 never creates a DuckDB table. In conversational style the generator's system
 prompt (a ``system_prompt`` column of the model, when present and not empty)
-becomes the first message of ``prompt``. The format checks in ``checks.check_format`` run
+becomes the first message of ``prompt``. The format checks in ``checks.check_format`` (TRL) run
 first: an error stops the export before any file is written.
 """
 
@@ -39,21 +39,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from ..errors import KtoBuildError
-from ..sql import quote
-from ..yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar
-from .base import Node, NodeResult
-from .export_files import digest, files, write_empty_shard
+from ...errors import KtoBuildError
+from ...sql import quote
+from ...yamlio import ANY, BOOL, NUM, STR, List, Map, OneOf, Scalar
+from ..base import Node, NodeResult
+from .checks import COLUMNS
+from .files import digest, files, write_empty_shard
 
 if TYPE_CHECKING:
-    from .base import NodeContext
+    from ..base import NodeContext
 
 FORMATS = ("kto", "dpo", "raw")
 STYLES = ("standard", "conversational")
 OUTPUTS = ("parquet", "jsonl", "save_to_disk")
 #: column -> role of the message it becomes in conversational style
 ROLES = {"prompt": "user", "completion": "assistant", "chosen": "assistant", "rejected": "assistant"}
-COLUMNS = {"kto": ("prompt", "completion", "label"), "dpo": ("prompt", "chosen", "rejected")}
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 HUB_SPEC = Map({"repo_id": STR, "private": BOOL, "config_name": STR, "split": STR, "token_env": STR,
@@ -193,7 +194,7 @@ class ExportNode(Node):
             cols = self.columns or list(types)
             missing = [c for c in cols if c not in types]
             if missing:
-                from ..errors import did_you_mean
+                from ...errors import did_you_mean
 
                 raise KtoBuildError(f"export '{self.name}': model '{self.model}' has no column '{missing[0]}'",
                                     self.path, self.config.line_of("columns") if hasattr(self.config, "line_of")
@@ -228,9 +229,9 @@ class ExportNode(Node):
         return datasets.Features(feats)
 
     def run(self, ctx: NodeContext) -> NodeResult:
-        from .. import card as cardmod
-        from ..checks import check_format
-        from ..state import relations
+        from ...state import relations
+        from . import card as cardmod
+        from .checks import check_format
 
         where = (self.path, self.line)
         upstream = ctx.states.get(self.model)
@@ -344,7 +345,7 @@ class ExportNode(Node):
         return value
 
     def _push(self, ds, ctx: NodeContext, stats: dict, columns: dict, token: str) -> str:
-        from .. import card as cardmod
+        from . import card as cardmod
 
         kwargs = self.hub_call(token)
         try:

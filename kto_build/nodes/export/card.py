@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .sql import quote
+from ...sql import quote
 
 if TYPE_CHECKING:
-    from .nodes.export import ExportNode
-    from .project import Project
+    from ...project import Project
+    from .node import ExportNode
 
 _SECRET_KEY = re.compile(r"(token|secret|password|api_?key|authorization|credential)", re.I)
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -80,7 +80,7 @@ def _plain(value: Any) -> Any:
 
 def collect_stats(con, project: Project, node: ExportNode, table_rows: int) -> dict:
     """Numbers for the card, read from the model and the tables upstream of it."""
-    from .state import relations
+    from ...state import relations
 
     rels = relations(con)
     stats: dict[str, Any] = {"rows": table_rows}
@@ -193,6 +193,29 @@ def body(project: Project, node: ExportNode, stats: dict, columns: dict[str, str
               "## Format", "", f"- {fmt}, {node.style} style, split `{node.split}`.", "",
               "| column | type |", "|---|---|"]
     lines += [f"| `{c}` | {t} |" for c, t in columns.items()]
+    lines += _size_lines(node, stats)
+    rules = {k: project.vars[k] for k in sorted(_vars_upstream(project, node.model)) if k in project.vars}
+    if rules:
+        lines += ["", "## Rules (project vars read by the SQL)", "", "```yaml",
+                  yaml.safe_dump(_plain(rules), sort_keys=False, allow_unicode=True).rstrip(), "```"]
+    lines += [f"\n![{alt}]({name})" for alt, name in stats.get("pictures") or []]
+    lines += ["", "## Lineage", ""]
+    for item in lineage(project, node.model):
+        lines.append(f"### {item['kind']} `{item['name']}`")
+        lines.append("")
+        if item["description"]:
+            lines += [item["description"].strip(), ""]
+        if "sql" in item:
+            lines += ["```sql", item["sql"], "```", ""]
+        else:
+            lines += ["```yaml", _yaml(item["settings"]), "```", ""]
+    lines += _use_lines(node)
+    return "\n".join(lines)
+
+
+def _size_lines(node: ExportNode, stats: dict) -> list[str]:
+    """The card's "Size and balance" section."""
+    lines: list[str] = []
     lines += ["", "## Size and balance", "", f"- rows: {stats.get('rows', 0)}"]
     if "prompts" in stats:
         lines.append(f"- distinct prompts: {stats['prompts']}")
@@ -217,21 +240,12 @@ def body(project: Project, node: ExportNode, stats: dict, columns: dict[str, str
                                      "the exact features." if "save_to_disk" in node.outputs else
                                      "Read the file with `pyarrow.parquet.read_table` or add `save_to_disk` to the "
                                      "export's outputs.")]
-    rules = {k: project.vars[k] for k in sorted(_vars_upstream(project, node.model)) if k in project.vars}
-    if rules:
-        lines += ["", "## Rules (project vars read by the SQL)", "", "```yaml",
-                  yaml.safe_dump(_plain(rules), sort_keys=False, allow_unicode=True).rstrip(), "```"]
-    lines += [f"\n![{alt}]({name})" for alt, name in stats.get("pictures") or []]
-    lines += ["", "## Lineage", ""]
-    for item in lineage(project, node.model):
-        lines.append(f"### {item['kind']} `{item['name']}`")
-        lines.append("")
-        if item["description"]:
-            lines += [item["description"].strip(), ""]
-        if "sql" in item:
-            lines += ["```sql", item["sql"], "```", ""]
-        else:
-            lines += ["```yaml", _yaml(item["settings"]), "```", ""]
+    return lines
+
+
+def _use_lines(node: ExportNode) -> list[str]:
+    """The card's "Use" section: how to load the dataset and hand it to TRL."""
+    lines: list[str] = []
     lines += ["## Use", "", "```python", "from datasets import load_dataset", ""]
     if node.hub:
         cfg_name = node.hub.get("config_name", "default")
@@ -249,7 +263,7 @@ def body(project: Project, node: ExportNode, stats: dict, columns: dict[str, str
         lines += ["# from trl import DPOConfig, DPOTrainer", "# DPOTrainer(model=..., args=DPOConfig(...), "
                   "train_dataset=ds, processing_class=tokenizer)"]
     lines += ["```", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _vars_upstream(project: Project, model: str) -> set[str]:
@@ -268,6 +282,6 @@ def _pictures(con, project: Project, node: ExportNode) -> list[tuple[str, str]]:
         import vl_convert  # noqa: F401
     except ImportError:  # pip install kto-build[docs]
         return []
-    from .docs import card_pictures
+    from ...docs import card_pictures
 
     return card_pictures(con, project, node, node.out_dir)
