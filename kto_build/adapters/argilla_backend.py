@@ -250,6 +250,32 @@ class ArgillaBackend:
         return rg.Record(id=r["id"], fields={f: r[f] for f in spec.fields},
                          metadata={m: r[m] for m in spec.metadata if r.get(m) is not None}, suggestions=suggestions)
 
+    def delete_suggestions(self, dataset_id: str, question: str, record_ids: set[str]) -> int:
+        """Delete the suggestion on ``question`` of the records with these (external) ids: a verdict that is
+        gone. Pages through the dataset's records with their suggestions; one DELETE per record."""
+        doing = "withdrawing suggestions"
+        qs = self._get(f"/api/v1/datasets/{dataset_id}/questions", doing)
+        qid = next((q["id"] for q in qs.get("items", []) if q["name"] == question), None)
+        deleted, offset = 0, 0
+        while qid is not None:
+            data = self._get(f"/api/v1/datasets/{dataset_id}/records", doing, include="suggestions",
+                             offset=offset, limit=PAGE_LIMIT)
+            items = data.get("items", [])
+            for rec in items:
+                sids = [x["id"] for x in rec.get("suggestions") or [] if x["question_id"] == qid]
+                if sids and str(rec.get("external_id") or rec["id"]) in record_ids:
+                    with self.errors(doing):
+                        r = self.http.delete(f"/api/v1/records/{rec['id']}/suggestions",
+                                             params={"ids": ",".join(sids)})
+                    if r.status_code >= 400:
+                        raise KtoBuildError(f"Argilla answered {r.status_code} while {doing}: "
+                                            f"{_no_html(r.text)[:200]}", self.where.path, self.where.line)
+                    deleted += 1
+            offset += len(items)
+            if not items or offset >= data.get("total", 0):
+                break
+        return deleted
+
     # --------------------------------------------------------------- pull
     def users(self) -> dict[str, str]:
         """user id -> username (owners and admins may list users)."""

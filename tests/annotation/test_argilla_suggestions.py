@@ -131,7 +131,19 @@ def test_verdicts_become_suggestions_once_and_a_changed_verdict_updates_only_its
     assert len(records) == 6
 
     node = run(root, argilla, monkeypatch)
-    assert "sent 0 suggestions" in node["message"]
+    assert "sent 0 suggestions" in node["message"] and "withdrew" not in node["message"]
+
+    # a verdict that is gone (now unparsed) withdraws its suggestion; people's answers stay
+    sql(root, "UPDATE fake_judge SET status = 'unparsed', label = NULL WHERE record_id = 'g00001'")
+    node = run(root, argilla, monkeypatch)
+    assert "pushed 0 records, sent 0 suggestions (0 to records pushed before), withdrew 1 suggestions" \
+        in node["message"]
+    assert sorted(server_suggestions(argilla, dsid)) == ["g00000", "g00002", "g00003"]
+    assert [r[0] for r in sql(root, "SELECT record_id FROM _kto_build.argilla_suggestions ORDER BY 1",
+                              read_only=True)] == ["g00000", "g00002", "g00003"]
+    assert len({r["external_id"]: r for r in argilla.records(dsid)}["g00001"]["responses"]) == 1
+    node = run(root, argilla, monkeypatch)
+    assert "sent 0 suggestions" in node["message"] and "withdrew" not in node["message"]
 
 
 def test_a_new_record_carries_its_suggestion_and_a_project_without_judges_sends_none(argilla, project_factory,

@@ -255,6 +255,7 @@ class AnnotationNode(ResponseLog, Node):
                  if plan.elsewhere and pushed else "")
         sugg = (f", sent {suggested} suggestions ({plan.resent} to records pushed before)"
                 if self.suggestions_from else "")
+        sugg += f", withdrew {len(plan.withdraw)} suggestions" if plan.withdraw else ""
         msg = (f"pushed {pushed} records{' (created the dataset)' if plan.created else ''}{again}{sugg} "
                f"in {push_s:.2f}s, "
                f"pulled {len(fetched)} answers in {fetch_s:.2f}s: {len(new_rows)} new log rows "
@@ -280,8 +281,9 @@ class AnnotationNode(ResponseLog, Node):
             todo = push.unpushed(tx.con, self.name, self.records, meta, dataset_id)
             # judges' verdicts ride along; records pushed before whose suggestion changed are re-sent
             todo, resent = suggestions.plan_push(tx.con, self, meta, dataset_id, todo)
+            withdraw = suggestions.stale(tx.con, self, dataset_id)
             elsewhere = push.logged_elsewhere(tx.con, self.name, dataset_id)
-        return _PushPlan(spec, ds, created, dataset_id, todo, elsewhere, resent)
+        return _PushPlan(spec, ds, created, dataset_id, todo, elsewhere, resent, withdraw)
 
     def _push(self, ctx: NodeContext, backend, plan: _PushPlan) -> tuple[int, int]:
         """2. push in batches; each batch's push-log and suggestion-log rows commit on their own.
@@ -299,6 +301,10 @@ class AnnotationNode(ResponseLog, Node):
 
         with ctx.reporter.progress(f"push {self.name}", len(plan.todo)) as bar:
             backend.push(plan.ds, plan.spec, plan.todo, batch_size, logged)
+        if plan.withdraw:  # suggestions no verdict backs any more
+            backend.delete_suggestions(plan.dataset_id, self.question, set(plan.withdraw))
+            with ctx.transaction() as tx:
+                suggestions.forget(tx.con, plan.dataset_id, self.question, plan.withdraw)
         return len(plan.todo) - plan.resent, len(sent)
 
     def _pull(self, ctx: NodeContext, backend, dataset_id: str) -> tuple[list[dict], list[dict], tuple]:
@@ -326,3 +332,4 @@ class _PushPlan:
     todo: list[dict]
     elsewhere: int
     resent: int = 0  # records in todo pushed before, re-sent only for a changed suggestion
+    withdraw: list[str] = field(default_factory=list)  # records whose suggestion no verdict backs any more

@@ -114,6 +114,19 @@ def changed(con, node: AnnotationNode, dataset_id: str) -> dict[str, Suggestion]
             if before.get(rid) != (s.value, s.score, s.agent)}
 
 
+def stale(con, node: AnnotationNode, dataset_id: str) -> list[str]:
+    """Records the log says carry a suggestion that no usable verdict backs any more (the judge was removed,
+    or its verdict is now unparsed or failed): their suggestion is withdrawn."""
+    picks = chosen(con, node)
+    return sorted(rid for rid in sent(con, dataset_id, node.question) if rid not in picks)
+
+
+def forget(con, dataset_id: str, question: str, record_ids: list[str]) -> None:
+    """Drop withdrawn suggestions from the log (the caller's transaction)."""
+    con.execute(f"DELETE FROM {LOG_TABLE} WHERE dataset_id = ? AND question = ? AND record_id IN "
+                "(SELECT unnest(?::VARCHAR[]))", [dataset_id, question, record_ids])
+
+
 def log_sent(con, dataset_id: str, question: str, suggestions: list[Suggestion]) -> int:
     """Record ``suggestions`` as sent (one statement; the caller's transaction)."""
     if not suggestions:
@@ -133,9 +146,9 @@ def plan_push(con, node: AnnotationNode, meta: list[str], dataset_id: str,
     """Attach to each record about to be pushed its suggestion (key ``_suggestion``) and add the records
     pushed before whose suggestion changed (re-sent with their fields and metadata: Argilla's bulk upsert
     needs them). Returns (rows to send, how many of them are re-sent only for a suggestion)."""
-    if not getattr(node, "suggestions_from", ()):
-        return todo, 0
     ensure_log(con)
+    if not node.suggestions_from:
+        return todo, 0
     picks = chosen(con, node)
     diff = changed(con, node, dataset_id)
     for row in todo:
