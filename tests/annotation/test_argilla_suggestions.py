@@ -104,7 +104,12 @@ def test_verdicts_become_suggestions_once_and_a_changed_verdict_updates_only_its
     assert sql(root, "SELECT record_id, value, score, agent, sent_at FROM _kto_build.argilla_suggestions "
                      "ORDER BY record_id", read_only=True) == [r[1:2] + r[3:] for r in log]
 
-    # one changed verdict and one new one (a judge that finished later): exactly those two records
+    changed_verdicts_update_only_their_records(root, argilla, monkeypatch, dsid, got)
+    gone_verdicts_withdraw_their_suggestions(root, argilla, monkeypatch, dsid)
+
+
+def changed_verdicts_update_only_their_records(root, argilla, monkeypatch, dsid, got):
+    """One changed verdict and one new one (a judge that finished later): exactly those two records."""
     set_verdicts(root, [
         ("g00000", "judge-small", "No", 0.55, "ok"), ("g00000", "judge-big", "Yes", 0.91, "ok"),
         ("g00001", "judge-small", "Yes", 0.62, "ok"),
@@ -133,7 +138,9 @@ def test_verdicts_become_suggestions_once_and_a_changed_verdict_updates_only_its
     node = run(root, argilla, monkeypatch)
     assert "sent 0 suggestions" in node["message"] and "withdrew" not in node["message"]
 
-    # a verdict that is gone (now unparsed) withdraws its suggestion; people's answers stay
+
+def gone_verdicts_withdraw_their_suggestions(root, argilla, monkeypatch, dsid):
+    """A verdict that is gone (now unparsed) withdraws its suggestion; people's answers stay."""
     sql(root, "UPDATE fake_judge SET status = 'unparsed', label = NULL WHERE record_id = 'g00001'")
     node = run(root, argilla, monkeypatch)
     assert "pushed 0 records, sent 0 suggestions (0 to records pushed before), withdrew 1 suggestions" \
