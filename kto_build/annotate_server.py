@@ -15,8 +15,12 @@ first; the ones this person skipped come back at the end),
 answered before RECORD_ID, or the last one: undo / go back, answering again
 adds a newer row that replaces it), ``POST /api/answer`` with JSON
 ``{record_id, annotator, value, status}`` (status ``submitted`` or ``discarded``
-for a skip). Metadata columns reach the page only with ``metadata_visible: true``
-on the annotation (raters do not see e.g. which model wrote a completion).
+for a skip). A record carries ``suggestion`` (value, score, agent = the judge model,
+judge) when a judge node answers the question (``suggestions_from``): the page
+shows it pre-selected and marked "model suggestion"; only a person's click or
+key press is an answer, a suggestion alone writes nothing. Metadata columns
+reach the page only with ``metadata_visible: true`` on the annotation (raters
+do not see e.g. which model wrote a completion).
 The server is single-threaded: requests are handled one at a time, which is
 also what keeps the log's writes in order.
 """
@@ -100,7 +104,18 @@ class Annotator:
                                "AND annotator_id = ? AND question = ?",
                                [record_id, annotator_id, n.question]).fetchone()
             out["mine"] = {"value": mine[0], "status": mine[1]} if mine else None
+        out["suggestion"] = self._suggestion(con, record_id)
         return out
+
+    def _suggestion(self, con, record_id: str) -> dict | None:
+        """The judge verdict shown pre-selected as a model suggestion (nodes/annotation/suggestions.py);
+        only the person's click is logged."""
+        if not self.node.suggestions_from:
+            return None
+        from .nodes.annotation.suggestions import chosen
+
+        s = chosen(con, self.node, [record_id]).get(record_id)
+        return s.as_json() if s else None
 
     def next(self, annotator: str) -> dict:
         annotator_id = annotator.strip().lower() or None
@@ -149,77 +164,80 @@ class Annotator:
         return out
 
 
+class AnnotateHandler(BaseHTTPRequestHandler):
+    """The page's HTTP side; ``make_handler`` binds it to one ``Annotator``."""
+
+    server_version = "kto-build-annotate"
+    api: Annotator
+
+    def log_message(self, format, *args):  # noqa: A002 - quiet: the terminal shows the URL only
+        return
+
+    def _send(self, status: int, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, data: dict) -> None:
+        self._send(status, json.dumps(data, ensure_ascii=False, default=str).encode(), "application/json")
+
+    def _error(self, exc: KtoBuildError) -> None:
+        busy = "another process has it open" in exc.message
+        self._json(HTTPStatus.SERVICE_UNAVAILABLE if busy else HTTPStatus.BAD_REQUEST,
+                   {"error": exc.one_line(), "busy": busy})
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        q = parse_qs(url.query)
+        try:
+            if url.path in ("/", "/index.html"):
+                return self._file("annotate.html")
+            if url.path.startswith("/static/"):
+                return self._file(url.path[len("/static/"):])
+            if url.path == "/api/info":
+                return self._json(HTTPStatus.OK, self.api.info())
+            if url.path == "/api/next":
+                return self._json(HTTPStatus.OK, self.api.next((q.get("annotator") or [""])[0]))
+            if url.path == "/api/previous":
+                return self._json(HTTPStatus.OK, self.api.previous((q.get("annotator") or [""])[0],
+                                                                   (q.get("before") or [None])[0]))
+            self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
+        except KtoBuildError as exc:
+            self._error(exc)
+
+    def do_POST(self):
+        if urlparse(self.path).path != "/api/answer":
+            return self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            return self._json(HTTPStatus.BAD_REQUEST, {"error": f"not JSON: {exc}"})
+        try:
+            self._json(HTTPStatus.OK, self.api.answer(body))
+        except KtoBuildError as exc:
+            self._error(exc)
+
+    def _file(self, name: str) -> None:
+        path = (STATIC / name).resolve()
+        if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
+            return self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
+        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if ctype.startswith("text/") or ctype.endswith("javascript"):
+            ctype += "; charset=utf-8"
+        self._send(HTTPStatus.OK, path.read_bytes(), ctype)
+
+
 def make_handler(api: Annotator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "kto-build-annotate"
-
-        def log_message(self, format, *args):  # noqa: A002 - quiet: the terminal shows the URL only
-            return
-
-        def _send(self, status: int, body: bytes, ctype: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _json(self, status: int, data: dict) -> None:
-            self._send(status, json.dumps(data, ensure_ascii=False, default=str).encode(), "application/json")
-
-        def _error(self, exc: KtoBuildError) -> None:
-            busy = "another process has it open" in exc.message
-            self._json(HTTPStatus.SERVICE_UNAVAILABLE if busy else HTTPStatus.BAD_REQUEST,
-                       {"error": exc.one_line(), "busy": busy})
-
-        def do_GET(self):
-            url = urlparse(self.path)
-            try:
-                if url.path in ("/", "/index.html"):
-                    return self._file("annotate.html")
-                if url.path.startswith("/static/"):
-                    return self._file(url.path[len("/static/"):])
-                if url.path == "/api/info":
-                    return self._json(HTTPStatus.OK, api.info())
-                if url.path == "/api/next":
-                    who = (parse_qs(url.query).get("annotator") or [""])[0]
-                    return self._json(HTTPStatus.OK, api.next(who))
-                if url.path == "/api/previous":
-                    q = parse_qs(url.query)
-                    return self._json(HTTPStatus.OK, api.previous((q.get("annotator") or [""])[0],
-                                                                  (q.get("before") or [None])[0]))
-                self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
-            except KtoBuildError as exc:
-                self._error(exc)
-
-        def do_POST(self):
-            if urlparse(self.path).path != "/api/answer":
-                return self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                return self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
-            try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-                if not isinstance(body, dict):
-                    raise ValueError("expected a JSON object")
-            except ValueError as exc:
-                return self._json(HTTPStatus.BAD_REQUEST, {"error": f"not JSON: {exc}"})
-            try:
-                self._json(HTTPStatus.OK, api.answer(body))
-            except KtoBuildError as exc:
-                self._error(exc)
-
-        def _file(self, name: str) -> None:
-            path = (STATIC / name).resolve()
-            if not path.is_relative_to(STATIC.resolve()) or not path.is_file():
-                return self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
-            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            if ctype.startswith("text/") or ctype.endswith("javascript"):
-                ctype += "; charset=utf-8"
-            self._send(HTTPStatus.OK, path.read_bytes(), ctype)
-
-    return Handler
+    return type("Handler", (AnnotateHandler,), {"api": api})
 
 
 def make_server(project: Project, node: AnnotationNode, port: int = 0, host: str = "127.0.0.1") -> HTTPServer:

@@ -233,14 +233,48 @@ class ArgillaBackend:
         sent = 0
         for i in range(0, len(records), batch_size):
             batch = records[i: i + batch_size]
-            rows = [rg.Record(id=r["id"], fields={f: r[f] for f in spec.fields},
-                              metadata={m: r[m] for m in spec.metadata if r.get(m) is not None})
-                    for r in batch]
+            rows = [self._record(spec, r) for r in batch]
             with self.errors(f"pushing records {i + 1}-{i + len(batch)}"):
                 ds.records.log(rows, batch_size=min(batch_size, 500))
             on_batch(batch)
             sent += len(batch)
         return sent
+
+    @staticmethod
+    def _record(spec: DatasetSpec, r: dict) -> rg.Record:
+        """An Argilla record: fields, metadata and, under ``_suggestion``, a judge's verdict (value, score,
+        agent) as the question's suggestion. Re-logging a record upserts its suggestion in place."""
+        s = r.get("_suggestion")
+        suggestions = ([rg.Suggestion(spec.question, s.value, score=s.score, agent=agent_name(s.agent),
+                                      type="model")] if s is not None else None)
+        return rg.Record(id=r["id"], fields={f: r[f] for f in spec.fields},
+                         metadata={m: r[m] for m in spec.metadata if r.get(m) is not None}, suggestions=suggestions)
+
+    def delete_suggestions(self, dataset_id: str, question: str, record_ids: set[str]) -> int:
+        """Delete the suggestion on ``question`` of the records with these (external) ids: a verdict that is
+        gone. Pages through the dataset's records with their suggestions; one DELETE per record."""
+        doing = "withdrawing suggestions"
+        qs = self._get(f"/api/v1/datasets/{dataset_id}/questions", doing)
+        qid = next((q["id"] for q in qs.get("items", []) if q["name"] == question), None)
+        deleted, offset = 0, 0
+        while qid is not None:
+            data = self._get(f"/api/v1/datasets/{dataset_id}/records", doing, include="suggestions",
+                             offset=offset, limit=PAGE_LIMIT)
+            items = data.get("items", [])
+            for rec in items:
+                sids = [x["id"] for x in rec.get("suggestions") or [] if x["question_id"] == qid]
+                if sids and str(rec.get("external_id") or rec["id"]) in record_ids:
+                    with self.errors(doing):
+                        r = self.http.delete(f"/api/v1/records/{rec['id']}/suggestions",
+                                             params={"ids": ",".join(sids)})
+                    if r.status_code >= 400:
+                        raise KtoBuildError(f"Argilla answered {r.status_code} while {doing}: "
+                                            f"{_no_html(r.text)[:200]}", self.where.path, self.where.line)
+                    deleted += 1
+            offset += len(items)
+            if not items or offset >= data.get("total", 0):
+                break
+        return deleted
 
     # --------------------------------------------------------------- pull
     def users(self) -> dict[str, str]:
@@ -284,6 +318,16 @@ class ArgillaBackend:
             offset += len(items)
             if not items or offset >= data.get("total", 0):
                 return
+
+
+_AGENT_BAD = re.compile(r"[^a-zA-Z0-9\-_:./ ]")
+
+
+def agent_name(name: str) -> str:
+    """A judge model's name as an Argilla suggestion agent (letters, digits, ``-_:./`` and spaces, at most
+    200 characters, at least one letter or digit): other characters become ``_``."""
+    clean = _AGENT_BAD.sub("_", name)[:200]
+    return clean if re.search(r"[a-zA-Z0-9]", clean) else "judge"
 
 
 def _ts(value: str | None) -> datetime | None:

@@ -44,6 +44,25 @@ function render(data) {
   for (const b of document.querySelectorAll("#labels button"))
     b.classList.toggle("chosen", !!mine && mine.status === "submitted" && b.dataset.value === mine.value);
   show("rate");
+  suggest(record.suggestion);
+}
+
+// a judge's verdict: shown pre-selected (focused: Enter accepts it) and marked as a model's;
+// nothing is saved until the person clicks or presses a key
+function suggest(s) {
+  let target = null;
+  for (const b of document.querySelectorAll("#labels button")) {
+    const on = !!s && b.dataset.value === s.value;
+    b.classList.toggle("suggested", on);
+    if (on) target = b;
+  }
+  const note = $("suggestion");
+  note.hidden = !s;
+  note.textContent = !s ? "" : `Model suggestion: ${s.value} (${s.agent}` +
+    (s.score === null || s.score === undefined ? "" : `, score ${Number(s.score).toFixed(2)}`) +
+    "). Not saved until you choose: Enter or click accepts it, or pick another label.";
+  if (target) target.focus();
+  else if (document.activeElement && document.activeElement.closest("#labels")) document.activeElement.blur();
 }
 
 async function load() {
@@ -93,6 +112,10 @@ async function start() {
     const k = document.createElement("kbd");
     k.textContent = String(i + 1);
     b.append(k);
+    const tag = document.createElement("small");
+    tag.className = "tag";
+    tag.textContent = "model suggestion";
+    b.append(tag);
     b.addEventListener("click", () => answer(label, "submitted"));
     $("labels").append(b);
     keys.push(`${i + 1} ${label}`);

@@ -31,7 +31,7 @@ from ...sql import quote
 from ...state import utcnow
 from ...yamlio import ANY, BOOL, INT, SCALAR, STR, List, Map, OneOf, Scalar, tag_list
 from ..base import Node, NodeResult
-from . import push
+from . import push, suggestions
 from .log import ResponseLog
 from .push import FIELDS
 
@@ -130,7 +130,8 @@ class AnnotationNode(ResponseLog, Node):
                 "metadata": self.metadata,
                 **({"metadata_visible": True} if self.metadata_visible else {}),
                 "argilla": {k: a.get(k) for k in ("api_url_env", "workspace", "dataset")}
-                if self.backend == "argilla" else None}
+                if self.backend == "argilla" else None,
+                **({"suggestions_from": sorted(self.suggestions_from)} if self.suggestions_from else {})}
 
     def summary(self) -> dict:
         d = super().summary()
@@ -232,7 +233,7 @@ class AnnotationNode(ResponseLog, Node):
         try:
             plan = self._push_plan(ctx, backend)
             t_push = time.monotonic()
-            pushed = self._push(ctx, backend, plan)
+            pushed, suggested = self._push(ctx, backend, plan)
             push_s = time.monotonic() - t_push
             t_pull = time.monotonic()
             fetched, new_rows, version = self._pull(ctx, backend, plan.dataset_id)
@@ -241,11 +242,16 @@ class AnnotationNode(ResponseLog, Node):
             backend.close()
         again = (f"; the log named another dataset for {plan.elsewhere} of them, so they were pushed again"
                  if plan.elsewhere and pushed else "")
-        msg = (f"pushed {pushed} records{' (created the dataset)' if plan.created else ''}{again} in {push_s:.2f}s, "
+        sugg = (f", sent {suggested} suggestions ({plan.resent} to records pushed before)"
+                if self.suggestions_from else "")
+        sugg += f", withdrew {len(plan.withdraw)} suggestions" if plan.withdraw else ""
+        msg = (f"pushed {pushed} records{' (created the dataset)' if plan.created else ''}{again}{sugg} "
+               f"in {push_s:.2f}s, "
                f"pulled {len(fetched)} answers in {fetch_s:.2f}s: {len(new_rows)} new log rows "
                f"({time.monotonic() - t0:.2f}s)")
         return NodeResult(rows=version[0], message=msg,
-                          extra={"pushed": pushed, "fetched": len(fetched), "appended": len(new_rows),
+                          extra={"pushed": pushed, "suggestions": suggested, "resent": plan.resent,
+                                 "fetched": len(fetched), "appended": len(new_rows),
                                  "push_seconds": round(push_s, 4), "fetch_seconds": round(fetch_s, 4),
                                  "seconds": round(time.monotonic() - t0, 4)})
 
@@ -262,20 +268,33 @@ class AnnotationNode(ResponseLog, Node):
             if before:
                 push.adopt_unnamed(tx.con, self.name, before)
             todo = push.unpushed(tx.con, self.name, self.records, meta, dataset_id)
+            # judges' verdicts ride along; records pushed before whose suggestion changed are re-sent
+            todo, resent = suggestions.plan_push(tx.con, self, meta, dataset_id, todo)
+            withdraw = suggestions.stale(tx.con, self, dataset_id)
             elsewhere = push.logged_elsewhere(tx.con, self.name, dataset_id)
-        return _PushPlan(spec, ds, created, dataset_id, todo, elsewhere)
+        return _PushPlan(spec, ds, created, dataset_id, todo, elsewhere, resent, withdraw)
 
-    def _push(self, ctx: NodeContext, backend, plan: _PushPlan) -> int:
-        """2. push in batches; each batch's push-log rows commit on their own."""
+    def _push(self, ctx: NodeContext, backend, plan: _PushPlan) -> tuple[int, int]:
+        """2. push in batches; each batch's push-log and suggestion-log rows commit on their own.
+        Returns (new or changed records pushed, suggestions sent)."""
         batch_size = max(1, min(int(self.argilla.get("batch_size", 256)), 500))
+        sent: list = []
 
         def logged(batch: list[dict]) -> None:
+            done = [r["_suggestion"] for r in batch if r.get("_suggestion") is not None]
             with ctx.transaction() as tx:
                 push.log_pushed(tx.con, self.name, batch, plan.dataset_id)
+                suggestions.log_sent(tx.con, plan.dataset_id, self.question, done)
+            sent.extend(done)
             bar.advance(len(batch))
 
         with ctx.reporter.progress(f"push {self.name}", len(plan.todo)) as bar:
-            return backend.push(plan.ds, plan.spec, plan.todo, batch_size, logged)
+            backend.push(plan.ds, plan.spec, plan.todo, batch_size, logged)
+        if plan.withdraw:  # suggestions no verdict backs any more
+            backend.delete_suggestions(plan.dataset_id, self.question, set(plan.withdraw))
+            with ctx.transaction() as tx:
+                suggestions.forget(tx.con, plan.dataset_id, self.question, plan.withdraw)
+        return len(plan.todo) - plan.resent, len(sent)
 
     def _pull(self, ctx: NodeContext, backend, dataset_id: str) -> tuple[list[dict], list[dict], tuple]:
         """3. pull every response, append what differs from the log's latest rows, save the state."""
@@ -301,3 +320,5 @@ class _PushPlan:
     dataset_id: str
     todo: list[dict]
     elsewhere: int
+    resent: int = 0  # records in todo pushed before, re-sent only for a changed suggestion
+    withdraw: list[str] = field(default_factory=list)  # records whose suggestion no verdict backs any more
