@@ -29,6 +29,7 @@ import os
 import random
 import re
 import socket
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -36,6 +37,9 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError
 
+#: the node address of an `address: local` instance: loopback, and not 127.0.0.1 (Ray 2.60 rewrites that one
+#: to the machine's routable address); macOS configures only 127.0.0.1, so there Ray picks
+LOCAL_IP = "127.0.0.2" if sys.platform.startswith("linux") else None
 #: spec keys: llm, params, generation, timeout, retries, backoff, max_backoff, concurrency
 SPEC_DEFAULTS = {"params": {}, "generation": {}, "timeout": None, "retries": 4, "backoff": 1.0,
                  "max_backoff": 30.0, "concurrency": None}
@@ -138,12 +142,12 @@ class RayExecutor:
 
     def __init__(self, address: str = "auto", actors: int = 2, num_cpus: float = 1, num_gpus: float = 0,
                  resources: dict | list[dict] | None = None, shard_size: int = 16, in_flight: int = 2,
-                 node_ip: str | None = None, connect_timeout: float = 10.0):
+                 node_ip: str | None = None, connect_timeout: float = 10.0, temp_dir: str | None = None):
         self.address, self.actors_wanted = address, int(actors)
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.resources = resources
         self.shard_size, self.in_flight = max(1, int(shard_size)), max(1, int(in_flight))
-        self.node_ip, self.connect_timeout = node_ip, connect_timeout
+        self.node_ip, self.connect_timeout, self.temp_dir = node_ip, connect_timeout, temp_dir
         self.actors: list = []
         self.workers: dict[int, dict] = {}  # id(actor handle) -> info()
         self.resubmitted = 0
@@ -154,10 +158,12 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
                                   "configure_logging": True, "include_dashboard": False}
         address = self.address
-        if address == "local":
-            kwargs.update(address="local")
-            if self.node_ip:
-                kwargs["_node_ip_address"] = self.node_ip
+        if address == "local":  # an instance for this run only, bound to loopback; ray.shutdown() stops it
+            kwargs.update(address="local", _node_ip_address=self.node_ip or LOCAL_IP)
+            if self.temp_dir:
+                kwargs["_temp_dir"] = str(self.temp_dir)
+            # Ray 2.60 turns on token auth for a new local instance (token in ~/.ray/auth_token) and says so
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         elif address == "auto":
             if os.environ.get("RAY_ADDRESS"):
                 _probe(os.environ["RAY_ADDRESS"], self.connect_timeout)
