@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .nodes.generation.cache import CACHE, CACHE_TABLE
 from .state import SCHEMA
 
 if TYPE_CHECKING:
     from .project import Project
-
-CACHE = f"{SCHEMA}.generations"
 
 
 def fingerprints_in_use(project: Project) -> set[str]:
@@ -28,7 +27,7 @@ def fingerprints_in_use(project: Project) -> set[str]:
         p = project if target == project.target else Project.load(project.root, target=target)
         for node in p.nodes.values():
             if node.kind == "generation":
-                used.update(m.fingerprint for m in node.models)
+                used.update(m.fingerprint for m in [*node.models, *node.disabled_models])
     return used
 
 
@@ -43,8 +42,8 @@ def prune_generations(project: Project, apply: bool = False) -> list[dict]:
     used = sorted(fingerprints_in_use(project))
     where = "model_fingerprint NOT IN (SELECT unnest(?::VARCHAR[]))"
     with db.writer_lock(), db.connect(read_only=not apply) as con:
-        has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'generations'",
-                          [SCHEMA]).fetchone()[0]
+        has = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                          [SCHEMA, CACHE_TABLE]).fetchone()[0]
         if not has:
             return []
         rows = con.execute(

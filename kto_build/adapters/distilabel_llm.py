@@ -1,14 +1,16 @@
 """The one module that imports distilabel: load an LLM class, call it once per row.
 
-The generation node owns concurrency, retries, batching and the cache; this
-module only knows distilabel:
+The call executor (``nodes/generation/local.py``) owns concurrency and
+retries, the call driver batching and the cache; this module only knows
+distilabel:
 
 - ``load_llm_class(name)``: a short name from ``distilabel.models.llms`` (or
   ``LlamaCppCompletionLLM`` below) or a dotted path ``package.module.Class``.
 - ``build_llm(cls, params, api_key, timeout)``: an instance with the client's
   own retries switched off (``max_retries=0``) so kto-build's backoff is the
   one in control; ``load()`` is called once per run.
-- ``agenerate_one(llm, input, kwargs)``: one completion through the LLM's
+- ``agenerate_one(llm, input, kwargs)`` (``agenerate_full``: also the
+  output's extras, e.g. logprobs): one completion through the LLM's
   async ``agenerate`` (sync-only LLMs run ``generate`` in a thread). A ``None``
   or empty generation (distilabel's OpenAILLM logs a warning and returns None
   when the server sends no content) raises ``EmptyGenerationError``.
@@ -38,6 +40,9 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
+# params of the LLM constructor that only say *how* to reach a model: one copy, in the settings
+from ..nodes.generation.settings import TRANSPORT_PARAMS as TRANSPORT_PARAMS
+
 # distilabel 1.5.3's models trip pydantic's UnsupportedFieldAttributeWarning whenever a schema is built
 # (on import, on subclassing, on the first validated call): noise for users, so silence exactly that one
 warnings.filterwarnings("ignore", message="The 'default' attribute with value None was provided to the `Field",
@@ -47,13 +52,6 @@ with warnings.catch_warnings():
     from distilabel.models.llms import AsyncLLM
     from distilabel.models.llms.base import LLM
     from distilabel.models.llms.utils import prepare_output
-
-#: params of the LLM constructor that only say *how* to reach a model, not what
-#: it writes; they stay out of the generation cache key
-TRANSPORT_PARAMS = frozenset({
-    "base_url", "timeout", "max_retries", "default_headers", "verbose", "n_threads", "n_gpu_layers", "n_batch",
-    "use_offline_batch_generation", "offline_batch_generation_block_until_done", "jobs_ids",
-})
 
 DEFAULT_GGUF = "gemma-3-270m-q4_k_m.gguf"
 
@@ -273,6 +271,14 @@ def _takes_num_generations(cls: type) -> bool:
 async def agenerate_one(llm: LLM, chat: Any, kwargs: dict, timeout: float | None = None
                         ) -> tuple[str, int | None, int | None]:
     """One completion: (text, input_tokens, output_tokens)."""
+    text, tin, tout, _ = await agenerate_full(llm, chat, kwargs, timeout)
+    return text, tin, tout
+
+
+async def agenerate_full(llm: LLM, chat: Any, kwargs: dict, timeout: float | None = None
+                         ) -> tuple[str, int | None, int | None, dict | None]:
+    """One completion: (text, input_tokens, output_tokens, extras), where extras are the output's other
+    keys (e.g. ``logprobs`` when the generation kwargs ask for them), or None."""
     captured: list[str] = []
     token = _CAPTURED.set(captured)
     try:
@@ -287,9 +293,11 @@ async def agenerate_one(llm: LLM, chat: Any, kwargs: dict, timeout: float | None
             out = outs[0]
     finally:
         _CAPTURED.reset(token)
+    extras = None
     if isinstance(out, dict):
         generations = out.get("generations") or []
         stats = out.get("statistics") or {}
+        extras = {k: v for k, v in out.items() if k not in ("generations", "statistics")} or None
     else:  # very old LLMs return a list of strings
         generations, stats = list(out or []), {}
     text = generations[0] if generations else None
@@ -297,7 +305,7 @@ async def agenerate_one(llm: LLM, chat: Any, kwargs: dict, timeout: float | None
         why = "the backend returned no text" if not isinstance(text, str) else "empty completion"
         said = " | ".join(" ".join(m.replace("\u26a0\ufe0f", "").split()) for m in captured)[:300]
         raise EmptyGenerationError(f"{why} ({said})" if said else why, _status_in(said))
-    return text, _first(stats.get("input_tokens")), _first(stats.get("output_tokens"))
+    return text, _first(stats.get("input_tokens")), _first(stats.get("output_tokens")), extras
 
 
 def _first(value) -> int | None:

@@ -12,7 +12,7 @@ from tests.generation.conftest import SECRET
 
 CONTRACT = ["generation_id", "prompt_id", "prompt", "system_prompt", "generator", "model_name", "model_fingerprint",
             "sample_index", "completion", "status", "error", "generation_kwargs", "input_tokens", "output_tokens",
-            "latency_ms", "created_at"]
+            "latency_ms", "created_at", "worker"]
 
 
 def node(rr, name="gens"):

@@ -1,0 +1,177 @@
+"""Model entries: which LLM, with which settings, and what of that decides the text.
+
+Import-light on purpose (no distilabel, no asyncio): ``ls``, ``plan`` and the
+adapter read these definitions. A node kind that calls LLMs (generators,
+judges) declares its ``models:`` with ``MODEL_SPEC`` and reads them with
+``model_entries``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import KtoBuildError, did_you_mean
+from ...sql import fingerprint as hash_parts
+from ...yamlio import ANY, BOOL, INT, NUM, STR, Dict, List, Map, OneOf, YMap
+
+#: distilabel 1.5.3's LLM classes (distilabel.models.llms.__all__) and ours: known
+#: without importing distilabel, so `ls` and `plan` can say "did you mean".
+KNOWN_LLMS = (
+    "AnthropicLLM", "AnyscaleLLM", "AzureOpenAILLM", "ClientvLLM", "CohereLLM", "GroqLLM", "InferenceEndpointsLLM",
+    "LiteLLM", "LlamaCppLLM", "MistralLLM", "MixtureOfAgentsLLM", "MlxLLM", "OllamaLLM", "OpenAILLM", "TogetherLLM",
+    "TransformersLLM", "VertexAILLM", "vLLM", "LlamaCppCompletionLLM",
+)
+#: LLMs that run in this process (no server): not skipped by --offline
+LOCAL_LLMS = frozenset({"LlamaCppCompletionLLM", "LlamaCppLLM", "TransformersLLM", "vLLM", "MlxLLM"})
+#: params of the LLM constructor that only say *how* to reach a model, not what
+#: it writes; they stay out of the cache key (the one copy: the adapter imports it)
+TRANSPORT_PARAMS = frozenset({
+    "base_url", "timeout", "max_retries", "default_headers", "verbose", "n_threads", "n_gpu_layers", "n_batch",
+    "use_offline_batch_generation", "offline_batch_generation_block_until_done", "jobs_ids",
+})
+#: params that name the model; without one of them, ``base_url`` names it and joins the cache key
+MODEL_PARAMS = frozenset({"model", "model_id", "model_path", "endpoint_name", "repo_id", "deployment_name"})
+#: seconds one LLM call may take before it counts as failed (and is retried); a model's ``timeout:`` overrides it
+DEFAULT_TIMEOUT = 120.0
+#: retries of one call after its first attempt, unless a model says ``retries:``
+DEFAULT_RETRIES = 4
+SECRET_PARAMS = frozenset({"api_key", "token", "hf_token", "api_token", "access_token", "secret", "password"})
+
+#: the keys of one entry under ``models:`` (generators, judges)
+MODEL_KEYS = {
+    "name": STR,
+    "llm": STR,
+    "params": Dict(ANY),
+    "generation": Dict(ANY),
+    "api_key_env": STR,
+    "targets": OneOf(STR, List(STR), what="a target or a list of targets"),
+    "concurrency": INT,
+    "retries": INT,
+    "timeout": NUM,
+    "description": STR,
+    "enabled": BOOL,
+}
+MODEL_SPEC = Map(MODEL_KEYS, required=("name", "llm"))
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    llm: str
+    params: dict
+    generation: dict
+    api_key_env: str | None
+    concurrency: int | None
+    retries: int
+    timeout: float | None
+    cfg: Any = None  # the YMap (for lines)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """What decides the text: LLM class, content params, generation kwargs."""
+        content = {k: v for k, v in self.params.items()
+                   if k not in TRANSPORT_PARAMS or (k == "base_url" and not MODEL_PARAMS & set(self.params))}
+        return hash_parts(json.dumps({"llm": self.llm, "params": content, "generation": self.generation},
+                                     sort_keys=True, default=str))
+
+    @functools.cached_property
+    def kwargs_json(self) -> str:
+        return json.dumps(self.generation, sort_keys=True)
+
+    @property
+    def local(self) -> bool:
+        """Runs in this process (no server): still called under ``run --offline``."""
+        return self.llm in LOCAL_LLMS
+
+    def line(self, key: str | None = None) -> int:
+        if isinstance(self.cfg, YMap):
+            return self.cfg.line_of(key) if key else self.cfg.line
+        return 0
+
+
+@dataclass
+class ModelEntries:
+    """A node's models for the current target: those it calls, and those marked ``enabled: false``."""
+
+    active: list[ModelEntry]
+    disabled: list[ModelEntry]
+
+
+def model_entries(cfg, owner: str, project) -> ModelEntries:
+    """Read ``cfg['models']`` (a list validated by ``MODEL_SPEC``) for ``project.target``.
+
+    ``owner`` names the node in messages ("generator 'gens'"). Entries for other targets are left
+    out; disabled ones are checked like the others but kept apart (``prune`` keeps their rows).
+    """
+    path = cfg.path
+    targets = set((project.config.get("targets") or {}).keys())
+    active: list[ModelEntry] = []
+    disabled: list[ModelEntry] = []
+    seen: set[str] = set()
+    for m in cfg["models"]:
+        if not _for_target(m, path, targets, project.target):
+            continue
+        if m["name"] in seen:
+            raise KtoBuildError(f"model name '{m['name']}' is used twice in {owner}", path, m.line)
+        seen.add(m["name"])
+        entry = _entry(m, path)
+        (active if m.get("enabled", True) else disabled).append(entry)
+    by_fp: dict[str, ModelEntry] = {}
+    for m in active:
+        if m.fingerprint in by_fp:
+            raise KtoBuildError(f"model '{m.name}' has the same LLM, params and generation settings as "
+                                f"'{by_fp[m.fingerprint].name}'; they would share every generation", path,
+                                m.line(), hint="change a setting or remove one of them")
+        by_fp[m.fingerprint] = m
+    if not active and disabled:
+        raise KtoBuildError(f"every model of {owner} for target '{project.target}' has 'enabled: false'", path,
+                            cfg.line_of("models"), hint="enable one, or disable the node itself (enabled: false)")
+    if not active:
+        raise KtoBuildError(f"{owner} has no model for target '{project.target}'", path,
+                            cfg.line_of("models"), hint="list the target under a model's 'targets:'")
+    return ModelEntries(active, disabled)
+
+
+def _for_target(m, path: str, targets: set[str], target: str) -> bool:
+    wanted = m.get("targets")
+    if wanted is None:
+        return True
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    for t in wanted:
+        if targets and t not in targets:
+            raise KtoBuildError(f"model '{m['name']}' lists unknown target '{t}'", path, m.line_of("targets"),
+                                hint=did_you_mean(t, targets) or "targets: " + ", ".join(sorted(targets)))
+    return target in wanted
+
+
+def _entry(m, path: str) -> ModelEntry:
+    llm = m["llm"]
+    if "." not in llm and llm not in KNOWN_LLMS:
+        raise KtoBuildError(f"unknown LLM class '{llm}'", path, m.line_of("llm"),
+                            hint=did_you_mean(llm, KNOWN_LLMS)
+                            or "use a distilabel LLM class name or a dotted path package.module.Class")
+    params = dict(m.get("params") or {})
+    for key in params:
+        if str(key).lower() in SECRET_PARAMS:
+            raise KtoBuildError(f"'{key}' in params would store a secret in sources.yml", path,
+                                m["params"].line_of(key) if isinstance(m["params"], YMap) else m.line,
+                                hint="name the environment variable that holds it: api_key_env: MY_KEY")
+    for key in ("concurrency", "retries"):
+        if key in m and m[key] < (1 if key == "concurrency" else 0):
+            raise KtoBuildError(f"'{key}' must be at least {1 if key == 'concurrency' else 0}", path,
+                                m.line_of(key))
+    return ModelEntry(name=m["name"], llm=llm, params=plain(params), generation=plain(dict(m.get("generation") or {})),
+                      api_key_env=m.get("api_key_env"), concurrency=m.get("concurrency"),
+                      retries=m.get("retries", DEFAULT_RETRIES), timeout=m.get("timeout", DEFAULT_TIMEOUT), cfg=m)
+
+
+def plain(value):
+    """YAML containers -> plain dict/list (stable JSON, picklable)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
