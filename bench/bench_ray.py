@@ -159,10 +159,11 @@ def run_node(root: Path) -> dict:
     wall = time.perf_counter() - t
     assert rr.ok, rr.nodes
     node = rr.node("gens")
-    calls = node["extra"]["calls"]
-    gen_seconds = float(node["message"].split(" calls in ")[1].split("s")[0]) if calls else 0.0
+    calls = (node.get("extra") or {}).get("calls", 0)  # a skipped node (no-op rerun) has no extra
+    message = node.get("message") or ""
+    gen_seconds = float(message.split(" calls in ")[1].split("s")[0]) if calls else 0.0
     out = {"calls": calls, "generation_seconds": gen_seconds, "run_wall_seconds": round(wall, 3),
-           "output_tokens": _tokens(node["message"])}
+           "output_tokens": _tokens(message)}
     if calls:
         out["calls_per_second"] = round(calls / gen_seconds, 1)
     return out

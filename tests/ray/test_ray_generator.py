@@ -94,3 +94,36 @@ def test_unreachable_cluster_is_one_line_before_any_call(llm_server, tmp_path, m
     assert "Traceback" not in err
     assert "sources.yml:9" in err and "cannot reach the Ray cluster at 127.0.0.2:1" in err, err
     assert llm_server.requests == 0
+
+
+def test_kill_9_of_the_driver_mid_run_rerun_sends_only_what_was_not_committed(cluster, llm_server, tmp_path,
+                                                                              monkeypatch):
+    """The server answers 40 requests and holds the rest; once one is held the driver is killed (-9). The rerun
+    asks only for the keys that were not committed, and the table ends complete with no key twice."""
+    import signal
+    import time
+
+    monkeypatch.setenv(KEY_ENV, "k")
+    root = project(tmp_path / "k", llm_server.url, 40, ray_yaml(cluster))  # 40 prompts x 2 samples x 2 models
+    llm_server.configure(hold_after=40)
+    driver = subprocess.Popen([KTO, "--project-dir", str(root), "run"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240  # a guard against a hang, not a timing assumption
+        while llm_server.held < 1 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert llm_server.held >= 1, driver.stderr.read() if driver.poll() is not None else "no request held"
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    first = llm_server.requests
+    llm_server.reset()  # releases the held requests; counters to 0
+    con = duckdb.connect(str(root / "target" / "kto_build.duckdb"))
+    committed = con.execute("SELECT count(*) FROM _kto_build.generations WHERE status = 'ok'").fetchone()[0]
+    con.close()
+    assert committed <= 40 < first  # at most what was answered; the held calls were sent and never stored
+    rr = Project.load(root).run()
+    assert rr.ok, rr.nodes
+    assert llm_server.requests == 160 - committed  # nothing committed is asked again
+    got = rows(root)
+    assert len(got) == 160 and len({r[0] for r in got}) == 160
