@@ -325,10 +325,11 @@ class _Plan:
 
     def ready_to_send(self) -> Iterator[tuple[Any, list]]:
         for pool, queue in self.shards.items():
-            for actor in list(self.live[pool]):
-                while queue and self.load[id(actor)] < self.ex.in_flight:
-                    self.load[id(actor)] += 1  # taken now; ``sent`` records the ref (or ``close_pool`` drops it)
-                    yield actor, queue.popleft()
+            for _ in range(self.ex.in_flight):  # round-robin: every actor gets a shard before any gets two
+                for actor in list(self.live[pool]):
+                    if queue and self.load[id(actor)] < self.ex.in_flight:
+                        self.load[id(actor)] += 1  # taken now; ``sent`` records the ref (or ``close_pool`` drops it)
+                        yield actor, queue.popleft()
 
     def sent(self, ref, actor, shard: list) -> None:
         self.pending[ref] = (actor, shard)
