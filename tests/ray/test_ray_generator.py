@@ -124,6 +124,8 @@ def test_kill_9_of_the_driver_mid_run_rerun_sends_only_what_was_not_committed(cl
     assert committed <= 40 < first  # at most what was answered; the held calls were sent and never stored
     rr = Project.load(root).run()
     assert rr.ok, rr.nodes
-    assert llm_server.requests == 160 - committed  # nothing committed is asked again
+    # nothing committed is asked again; the killed run's actors may still send what their shards held until Ray
+    # reaps them (driver death): at most the shards in flight, 2 models x 2 actors x 2 shards x 4 requests
+    assert 160 - committed <= llm_server.requests <= 160 - committed + 32
     got = rows(root)
     assert len(got) == 160 and len({r[0] for r in got}) == 160
