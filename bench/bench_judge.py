@@ -1,6 +1,6 @@
 """Benchmark judges: throughput against the local test server as a fraction of the ideal, and a no-op rerun.
 
-    .venv/bin/python bench/bench_judge.py [--records 2000] [--latency 0.05] [--concurrency 16]
+    .venv/bin/python -m bench.bench_judge [--records 2000] [--latency 0.05] [--concurrency 16]
 
 A local OpenAI-compatible server (tests/generation/llm_server.py, its own
 process, 127.0.0.1) answers every request after --latency seconds with a
@@ -26,17 +26,14 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
+from bench.bench_generation import KEY_ENV, KTO, Server, bench_kto, log, prompts, single_call_seconds
 
-from bench_generation import KEY_ENV, KTO, Server, bench_kto, log, prompts, single_call_seconds  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 REPLY = {"text": "Yes", "first": {" Yes": math.log(0.7), " No": math.log(0.3)}}
 

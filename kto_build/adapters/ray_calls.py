@@ -29,6 +29,7 @@ import os
 import random
 import re
 import socket
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -36,6 +37,12 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError
 
+#: what a dead actor's or node's shard raises (it is sent again to a live actor)
+DIED = (RayActorError, NodeDiedError)
+
+#: the node address of an `address: local` instance: loopback, and not 127.0.0.1 (Ray 2.60 rewrites that one
+#: to the machine's routable address); macOS configures only 127.0.0.1, so there Ray picks
+LOCAL_IP = "127.0.0.2" if sys.platform.startswith("linux") else None
 #: spec keys: llm, params, generation, timeout, retries, backoff, max_backoff, concurrency
 SPEC_DEFAULTS = {"params": {}, "generation": {}, "timeout": None, "retries": 4, "backoff": 1.0,
                  "max_backoff": 30.0, "concurrency": None}
@@ -46,7 +53,11 @@ class RayUnavailableError(Exception):
 
 
 class ActorStartError(Exception):
-    """An actor failed in its constructor (building or loading the LLM): one line."""
+    """An actor failed in its constructor (building or loading the LLM): one line; ``pool`` names its pool."""
+
+    def __init__(self, message: str, pool: str = ""):
+        super().__init__(message)
+        self.pool = pool
 
 
 class AllActorsDiedError(Exception):
@@ -138,13 +149,14 @@ class RayExecutor:
 
     def __init__(self, address: str = "auto", actors: int = 2, num_cpus: float = 1, num_gpus: float = 0,
                  resources: dict | list[dict] | None = None, shard_size: int = 16, in_flight: int = 2,
-                 node_ip: str | None = None, connect_timeout: float = 10.0):
+                 node_ip: str | None = None, connect_timeout: float = 10.0, temp_dir: str | None = None):
         self.address, self.actors_wanted = address, int(actors)
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self.resources = resources
         self.shard_size, self.in_flight = max(1, int(shard_size)), max(1, int(in_flight))
-        self.node_ip, self.connect_timeout = node_ip, connect_timeout
+        self.node_ip, self.connect_timeout, self.temp_dir = node_ip, connect_timeout, temp_dir
         self.actors: list = []
+        self.pools: dict[str, list] = {}
         self.workers: dict[int, dict] = {}  # id(actor handle) -> info()
         self.resubmitted = 0
         self._connected = False
@@ -154,10 +166,12 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False,
                                   "configure_logging": True, "include_dashboard": False}
         address = self.address
-        if address == "local":
-            kwargs.update(address="local")
-            if self.node_ip:
-                kwargs["_node_ip_address"] = self.node_ip
+        if address == "local":  # an instance for this run only, bound to loopback; ray.shutdown() stops it
+            kwargs.update(address="local", _node_ip_address=self.node_ip or LOCAL_IP)
+            if self.temp_dir:
+                kwargs["_temp_dir"] = str(self.temp_dir)
+            # Ray 2.60 turns on token auth for a new local instance (token in ~/.ray/auth_token) and says so
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         elif address == "auto":
             if os.environ.get("RAY_ADDRESS"):
                 _probe(os.environ["RAY_ADDRESS"], self.connect_timeout)
@@ -191,16 +205,29 @@ class RayExecutor:
         return opts
 
     def start(self, spec: dict, api_key: str | None = None, timeout: float = 300) -> list[dict]:
-        """Create the actors; wait until each has loaded its LLM. Returns their ``info()``."""
+        """Create ``actors`` LLMActors for one model spec; wait until each has loaded its LLM."""
+        return self.start_pools({"": (LLMActor, (spec, api_key))}, timeout)
+
+    def start_pools(self, pools: dict[str, tuple[type, tuple]], timeout: float = 300) -> list[dict]:
+        """``actors`` actors of ``cls(*args)`` per pool (a request's ``pool`` names its pool); waits until each
+        constructor has returned. Returns their ``info()`` (+ ``node_id``, ``worker``, ``pool``)."""
         if not self._connected:
             self.connect()
-        remote = ray.remote(LLMActor)
-        self.actors = [remote.options(**self._actor_options(i)).remote(spec, api_key)
-                       for i in range(self.actors_wanted)]
-        try:
-            infos = ray.get([a.info.remote() for a in self.actors], timeout=timeout)
-        except RayActorError as exc:  # the LLM could not be built or loaded in the actor
-            raise ActorStartError(f"a Ray actor could not load {spec.get('llm')}: {_cause_line(exc)}") from None
+        self.pools = {}
+        for name, (cls, args) in pools.items():
+            remote = ray.remote(_located(cls))
+            self.pools[name] = [remote.options(**self._actor_options(i)).remote(*args)
+                                for i in range(self.actors_wanted)]
+        self.actors = [a for actors in self.pools.values() for a in actors]
+        infos = []
+        for name, actors in self.pools.items():
+            try:
+                got = ray.get([a.located_info.remote() for a in actors], timeout=timeout)
+            except RayActorError as exc:  # the LLM could not be built or loaded in the actor
+                what = getattr(pools[name][0], "describe", None)
+                what = what(*pools[name][1]) if what else (pools[name][1][0] or {}).get("llm")
+                raise ActorStartError(f"a Ray actor could not load {what}: {_cause_line(exc)}", name) from None
+            infos += [{**i, "pool": name} for i in got]
         self.workers = {id(a): info for a, info in zip(self.actors, infos, strict=True)}
         return infos
 
@@ -209,50 +236,51 @@ class RayExecutor:
 
     # ------------------------------------------------------- running
     def run(self, requests: Iterable[dict]) -> Iterator[dict]:
-        """Results (one per request key) as their shards complete, from any live actor."""
-        reqs = list(requests)
-        shards = collections.deque(reqs[i:i + self.shard_size] for i in range(0, len(reqs), self.shard_size))
-        returned: set = set()
-        live = list(self.actors)
-        load = {id(a): 0 for a in live}
-        pending: dict = {}  # ObjectRef -> (actor, shard)
-        while shards or pending:
-            for actor in list(live):
-                while shards and load[id(actor)] < self.in_flight:
-                    shard = shards.popleft()
-                    pending[actor.run_shard.remote(shard)] = (actor, shard)
-                    load[id(actor)] += 1
-            if not pending:
-                break
-            ready, _ = ray.wait(list(pending), num_returns=1)
+        """Results (one per request key) as their shards complete, from any live actor of the request's pool."""
+        plan = _Plan(self, requests)
+        while True:
+            for actor, shard in plan.ready_to_send():
+                plan.sent(actor.run_shard.remote(shard), actor, shard)
+            if not plan.pending:
+                return
+            ready, _ = ray.wait(list(plan.pending), num_returns=1)
             ref = ready[0]
-            actor, shard = pending.pop(ref)
-            load[id(actor)] -= 1
             try:
                 results = ray.get(ref)
-            except (RayActorError, NodeDiedError):
-                self._drop(actor, live, pending, shards, shard)
-                if not live:
-                    keys = [r["key"] for s in shards for r in s]
-                    raise AllActorsDiedError(f"every Ray actor died; {len(keys)} request(s) not answered",
-                                             keys) from None
+            except DIED:
+                plan.died(ref)
                 continue
-            for r in results:
-                if r["key"] not in returned:
-                    returned.add(r["key"])
-                    yield r
+            yield from plan.done(ref, results)
 
-    def _drop(self, actor, live: list, pending: dict, shards: collections.deque, shard: list) -> None:
-        """An actor died: its shards go back to the front of the queue for the live actors."""
-        if actor in live:
-            live.remove(actor)
-        shards.appendleft(shard)
-        self.resubmitted += 1
-        for ref, (a, s) in list(pending.items()):
-            if a is actor:
-                del pending[ref]
-                shards.appendleft(s)
-                self.resubmitted += 1
+    async def arun(self, requests: Iterable[dict], before=None):
+        """``run`` for an asyncio caller: an async iterator of results. ``await before(pool, shard)`` runs
+        before a shard is sent and returns the requests to send (``[]``: send nothing more of that pool)."""
+        plan = _Plan(self, requests)
+        futures: dict = {}  # asyncio future -> ref
+        while True:
+            for actor, shard in plan.ready_to_send():
+                if before is not None:
+                    shard = await before(shard[0].get("pool", ""), shard)
+                    if not shard:
+                        plan.close_pool(plan.pool_of(actor))
+                        continue
+                ref = actor.run_shard.remote(shard)
+                plan.sent(ref, actor, shard)
+                futures[asyncio.wrap_future(ref.future())] = ref
+            if not plan.pending:
+                return
+            done, _ = await asyncio.wait(list(futures), return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                ref = futures.pop(fut)
+                if ref not in plan.pending:  # a dead actor's other shard, already sent again
+                    continue
+                try:
+                    results = fut.result()
+                except DIED:
+                    plan.died(ref)
+                    continue
+                for r in plan.done(ref, results):
+                    yield r
 
     # ------------------------------------------------------- stopping
     def shutdown(self) -> None:
@@ -261,7 +289,7 @@ class RayExecutor:
                 ray.kill(a)
             except Exception:  # noqa: S112 - an already dead actor
                 continue
-        self.actors = []
+        self.actors, self.pools = [], {}
         if self._connected:
             ray.shutdown()
             self._connected = False
@@ -271,6 +299,86 @@ class RayExecutor:
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
+
+
+class _Plan:
+    """The shards of one ``run``: what to send to which live actor, what is in flight, what came back."""
+
+    def __init__(self, ex: RayExecutor, requests: Iterable[dict]):
+        self.ex = ex
+        by_pool: dict[str, list[dict]] = {}
+        for r in requests:
+            pool = r.get("pool", "")
+            if pool not in ex.pools:
+                raise KeyError(f"no actors for pool {pool!r}")
+            by_pool.setdefault(pool, []).append(r)
+        size = ex.shard_size
+        self.shards = {p: collections.deque(rs[i:i + size] for i in range(0, len(rs), size))
+                       for p, rs in by_pool.items()}
+        self.live = {p: list(actors) for p, actors in ex.pools.items()}
+        self.load = {id(a): 0 for actors in ex.pools.values() for a in actors}
+        self.pending: dict = {}  # ObjectRef -> (actor, shard)
+        self.returned: set = set()
+
+    def pool_of(self, actor) -> str:
+        return next(p for p, actors in self.ex.pools.items() if actor in actors)
+
+    def ready_to_send(self) -> Iterator[tuple[Any, list]]:
+        for pool, queue in self.shards.items():
+            for _ in range(self.ex.in_flight):  # round-robin: every actor gets a shard before any gets two
+                for actor in list(self.live[pool]):
+                    if queue and self.load[id(actor)] < self.ex.in_flight:
+                        self.load[id(actor)] += 1  # taken now; ``sent`` records the ref (or ``close_pool`` drops it)
+                        yield actor, queue.popleft()
+
+    def sent(self, ref, actor, shard: list) -> None:
+        self.pending[ref] = (actor, shard)
+
+    def close_pool(self, pool: str) -> None:
+        """Nothing more of this pool is sent (the caller stopped it)."""
+        self.shards[pool].clear()
+        for actor in self.ex.pools[pool]:
+            self.load[id(actor)] = sum(1 for a, _ in self.pending.values() if a is actor)
+
+    def done(self, ref, results: list[dict]) -> Iterator[dict]:
+        actor, _ = self.pending.pop(ref)
+        self.load[id(actor)] -= 1
+        for r in results:
+            if r["key"] not in self.returned:  # a re-sent shard may overlap what came back before
+                self.returned.add(r["key"])
+                yield r
+
+    def died(self, ref) -> None:
+        """An actor died: its shards in flight go back to the front of its pool's queue for the live actors."""
+        actor, shard = self.pending.pop(ref)
+        pool = self.pool_of(actor)
+        if actor in self.live[pool]:
+            self.live[pool].remove(actor)
+        requeue = [shard]
+        for r, (a, s) in list(self.pending.items()):
+            if a is actor:
+                del self.pending[r]
+                requeue.append(s)
+        for s in reversed(requeue):
+            self.shards[pool].appendleft(s)
+        self.ex.resubmitted += len(requeue)
+        if not self.live[pool] and self.shards[pool]:
+            keys = [r["key"] for s in self.shards[pool] for r in s]
+            raise AllActorsDiedError(f"every Ray actor{' of ' + pool if pool else ''} died; {len(keys)} request(s) "
+                                     "not answered", keys)
+
+
+def _located(cls: type) -> type:
+    """``cls`` with ``located_info()``: its ``info()`` plus the Ray node it runs on and ``worker`` (host:pid)."""
+
+    class Located(cls):
+        def located_info(self) -> dict:
+            base = self.info() if hasattr(self, "info") else {}
+            return {"worker": f"{socket.gethostname()}:{os.getpid()}", **base,
+                    "node_id": ray.get_runtime_context().get_node_id()}
+
+    Located.__name__ = Located.__qualname__ = cls.__name__
+    return Located
 
 
 def _cause_line(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ from ...sql import quote
 from ...yamlio import BOOL, INT, NUM, STR, List, Map, OneOf
 from ..base import Node, NodeResult
 from .cache import CACHE, NAMES, Work, cached_ok, ensure_cache, keys_for, read_prompts
-from .settings import MODEL_SPEC, ModelEntry, model_entries
+from .settings import MODEL_SPEC, RAY_SPEC, ModelEntry, RaySettings, model_entries, ray_settings
 
 if TYPE_CHECKING:
     from ..base import NodeContext
@@ -48,6 +48,8 @@ class GenerationNode(Node):
     max_consecutive_failures: int = 20
     max_failed_fraction: float = 0.0
     key_lines: dict = field(default_factory=dict)
+    #: ``ray:``: calls in Ray actors (not in the fingerprint: where calls run does not change the text)
+    ray: RaySettings | None = None
 
     kind: ClassVar[str] = "generation"
     refreshable: ClassVar[bool] = False
@@ -66,6 +68,7 @@ class GenerationNode(Node):
             "description": STR,
             "tags": OneOf(STR, List(STR)),
             "enabled": BOOL,
+            "ray": RAY_SPEC,
         },
         required=("prompts", "models"),
     )
@@ -92,7 +95,7 @@ class GenerationNode(Node):
                    max_backoff=float(cfg.get("max_backoff", 30.0)),
                    max_consecutive_failures=max(1, cfg.get("max_consecutive_failures", 20)),
                    max_failed_fraction=float(frac),
-                   key_lines=dict(getattr(cfg, "key_lines", {})))
+                   key_lines=dict(getattr(cfg, "key_lines", {})), ray=ray_settings(cfg, path))
 
     @property
     def network(self) -> bool:
@@ -258,7 +261,12 @@ class GenerationNode(Node):
         calling = {w.model.name for w in work}
         active = [m for m in self.models if m.name in calling]
         keys = self.api_keys(active)  # secrets first: a clear error before any call
-        executor = LocalExecutor(Backoff(self.backoff, self.max_backoff))
+        if self.ray:
+            from .ray_executor import RayExecutor
+
+            executor = RayExecutor(self.ray, Backoff(self.backoff, self.max_backoff))
+        else:
+            executor = LocalExecutor(Backoff(self.backoff, self.max_backoff))
         try:
             try:
                 executor.start(active, keys)

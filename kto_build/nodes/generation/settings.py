@@ -175,3 +175,36 @@ def plain(value):
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+#: ``ray:`` of a node that calls LLMs (generators, judges): its calls run in Ray actors (``ray_executor``)
+RAY_SPEC = Map({"address": STR, "actors": INT, "num_cpus": NUM, "num_gpus": NUM,
+                "resources": OneOf(Dict(NUM), List(Dict(NUM)), what="a mapping or a list of mappings")},
+               required=("address",))
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how a node's calls run on Ray: ``actors`` actors per model, each with these resources."""
+
+    address: str
+    actors: int = 2
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    resources: Any = None  # a mapping, or a list of them: actor i gets resources[i % len]
+    path: str = ""
+    line: int = 0
+
+
+def ray_settings(cfg, path: str) -> RaySettings | None:
+    """``cfg['ray']`` (validated by ``RAY_SPEC``), or None. Not part of any fingerprint: only *where* calls run."""
+    r = cfg.get("ray")
+    if r is None:
+        return None
+    for key, least in (("actors", 1), ("num_cpus", 0), ("num_gpus", 0)):
+        if key in r and r[key] < least:
+            raise KtoBuildError(f"'ray.{key}' must be at least {least}", path, r.line_of(key))
+    res = r.get("resources")
+    return RaySettings(address=str(r["address"]), actors=int(r.get("actors", 2)), num_cpus=float(r.get("num_cpus", 1)),
+                       num_gpus=float(r.get("num_gpus", 0)), resources=plain(res) if res is not None else None,
+                       path=path, line=cfg.line_of("ray"))
