@@ -61,12 +61,23 @@ def example_vars() -> dict:
     return dict(cfg.get("vars") or {})
 
 
+#: the example's judge node (sources.yml) as a model with its table's columns and no rows: the bench's
+#: workload has no judge, so labels are people's only (label_source human_else_judge falls back to them)
+JUDGE_STANDIN_SQL = ("-- no judge in this project: no verdicts\nselect " + ", ".join(
+    f"null::{t} as {c}" for c, t in (
+        ("record_id", "varchar"), ("judge_model", "varchar"), ("label", "varchar"), ("score", "double"),
+        ("rationale", "varchar"), ("raw", "varchar"), ("status", "varchar"), ("error", "varchar"),
+        ("created_at", "timestamp"), ("worker", "varchar"))) + " where false\n")
+
+
 def load_models(prefer: str = "auto") -> ModelSet:
     """The example's models/*.sql when all of them exist (the bench measures the current example), else ours."""
     have = {p.stem for p in EXAMPLE_MODELS.glob("*.sql")} if EXAMPLE_MODELS.is_dir() else set()
     use_example = prefer == "example" or (prefer == "auto" and set(MODEL_NAMES) <= have)
     if use_example:
         sql = {p.stem: p.read_text() for p in sorted(EXAMPLE_MODELS.glob("*.sql"))}
+        if any("haiku_judge" in text for text in sql.values()):
+            sql["haiku_judge"] = JUDGE_STANDIN_SQL
         docs = {p.name: p.read_text() for p in sorted(EXAMPLE_MODELS.glob("*.y*ml"))}
         return ModelSet("example", sql, {**FALLBACK_VARS, **example_vars()}, docs)
     sql = {p.stem: p.read_text() for p in sorted(FALLBACK_MODELS.glob("*.sql"))}

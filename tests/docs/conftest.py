@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.generation.llm_server import LLMServer
+from tests.judge_standin import write_judge_standin
 
 REPO = Path(__file__).resolve().parents[2]
 KTO = str(Path(sys.executable).with_name("kto-build"))
@@ -107,6 +108,7 @@ def build_project(root: Path) -> Path:
     (root / "data" / "prompts.jsonl").write_text("\n".join(lines) + "\n")
     (root / "project.yml").write_text(PROJECT_YML)
     shutil.copytree(REPO / "models", root / "models")
+    write_judge_standin(root / "models")
     with LLMServer(fail_marker=FAIL) as srv:
         (root / "sources.yml").write_text(sources_yml(srv.url))
         kto(root, "run", check=False)  # exits non-zero when calls failed (issue 9); the failed rows are kept

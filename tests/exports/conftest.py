@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.judge_standin import write_judge_standin
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 KTO_BUILD = str(Path(sys.executable).with_name("kto-build"))
@@ -63,6 +65,7 @@ def make_project(root: Path, project_yml: str = PROJECT_YML, sources_yml: str = 
         shutil.copy(FIXTURES / f, root / "data" / f)
     if models:
         shutil.copytree(REPO / "models", root / "models")
+        write_judge_standin(root / "models")
     return root
 
 

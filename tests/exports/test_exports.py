@@ -295,10 +295,10 @@ def test_export_refuses_a_model_that_failed_its_tests(project_dir):
     kto.write_text(kto.read_text().replace("order by prompt, completion, generation_id", "order by prompt"))
     rr = Project.load(project_dir).run()
     assert rr.node("kto")["status"] == "failed"
-    assert rr.node("kto")["message"].startswith("1 of 7 tests failed: row_count(kto) expected at least 1000 rows, "
+    assert rr.node("kto")["message"].startswith("1 of 9 tests failed: row_count(kto) expected at least 1000 rows, "
                                                 "got 9")
     assert rr.node("haiku_kto")["status"] == "skipped"
     res = cli(project_dir, "export", "haiku_kto")
     assert res.returncode == 1
     assert ("error: haiku_kto: project.yml:13: export 'haiku_kto': model 'kto' failed its data tests, not exporting "
-            "it: 1 of 7 tests failed: row_count(kto)") in res.stderr
+            "it: 1 of 9 tests failed: row_count(kto)") in res.stderr

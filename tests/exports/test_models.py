@@ -108,7 +108,7 @@ def test_majority_vote_is_a_var_change(project_dir):
     ("min_annotators", 2, {"kto", "dpo", "haiku_kto", "haiku_dpo"}),
     ("required_lines", 2, {"to_annotate", "model_leaderboard"}),
     ("positive_label", '"No"', {"stg_responses", "label_votes", "kto", "dpo", "annotator_stats",
-                                 "model_leaderboard", "haiku_kto", "haiku_dpo"}),
+                                 "judge_labels", "judge_agreement", "model_leaderboard", "haiku_kto", "haiku_dpo"}),
 ])
 def test_var_edit_rebuilds_exactly_the_readers(project_dir, var, value, expected):
     assert Project.load(project_dir).run().ok
