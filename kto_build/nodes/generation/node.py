@@ -20,13 +20,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...errors import KtoBuildError
-from ...redact import redact, register
+from ...redact import redact
 from ...sql import fingerprint as hash_parts
 from ...sql import quote
 from ...yamlio import BOOL, INT, NUM, STR, List, Map, OneOf
 from ..base import Node, NodeResult
 from .cache import CACHE, NAMES, Work, cached_ok, ensure_cache, keys_for, read_prompts
-from .settings import MODEL_SPEC, RAY_SPEC, ModelEntry, RaySettings, model_entries, ray_settings
+from .settings import (
+    MODEL_SPEC,
+    RAY_SPEC,
+    ModelEntry,
+    RaySettings,
+    api_keys,
+    calls_per_model,
+    model_entries,
+    ray_settings,
+    stale_calls,
+)
 
 if TYPE_CHECKING:
     from ..base import NodeContext
@@ -117,13 +127,7 @@ class GenerationNode(Node):
 
     # --------------------------------------------------------- staleness
     def stale_reason(self, ctx: NodeContext) -> str | None:
-        extra = ctx.state.extra if ctx.state else {}
-        failed, missing = extra.get("failed") or 0, extra.get("missing") or 0
-        if failed:
-            return f"{failed} failed generation{'s' if failed != 1 else ''} to retry"
-        if missing:
-            return f"{missing} generation{'s' if missing != 1 else ''} not made yet"
-        return None
+        return stale_calls(ctx.state.extra if ctx.state else None, "generation")
 
     def plan_detail(self, ctx: NodeContext) -> str | None:
         """The calls a run would make: the prompts chain evaluated in memory (upstream edits count)."""
@@ -134,10 +138,7 @@ class GenerationNode(Node):
                 work, keys, _ = self._work(con)
         except KtoBuildError as exc:  # the run would fail there too: say where
             return self._calls_unknown(exc.one_line()) + self._missing_keys()
-        per_model: dict[str, int] = {}
-        for w in work:
-            per_model[w.model.name] = per_model.get(w.model.name, 0) + 1
-        parts = ", ".join(f"{m.name} {per_model.get(m.name, 0)}" for m in self.models)
+        parts = calls_per_model(work, self.models)
         prompts = len(keys) // max(1, len(self.models) * self.num_generations)
         return (f"{len(work)} call{'s' if len(work) != 1 else ''} ({parts}) for the {prompts} prompt"
                 f"{'s' if prompts != 1 else ''} in '{self.prompts}'" + self._missing_keys(work))
@@ -239,20 +240,6 @@ class GenerationNode(Node):
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return [*msgs, {"role": "user", "content": prompt}]
 
-    def api_keys(self, models: list[ModelEntry]) -> dict[str, str]:
-        """Each model's API key from its environment variable (registered for redaction), or a clear error."""
-        keys = {}
-        for m in models:
-            if m.api_key_env:
-                value = os.environ.get(m.api_key_env)
-                if not value:
-                    raise KtoBuildError(f"environment variable {m.api_key_env} is not set (model '{m.name}' "
-                                        "reads its API key from it)", self.path, m.line("api_key_env"),
-                                        hint=f"export {m.api_key_env}=...")
-                keys[m.name] = value
-                register(value)
-        return keys
-
     def _generate(self, ctx: NodeContext, work: list[Work]) -> CallStats:
         from .cache import GenerationSink
         from .calls import CallDriver, CallRequest, CallSetupError
@@ -260,7 +247,7 @@ class GenerationNode(Node):
 
         calling = {w.model.name for w in work}
         active = [m for m in self.models if m.name in calling]
-        keys = self.api_keys(active)  # secrets first: a clear error before any call
+        keys = api_keys(active, self.path)  # secrets first: a clear error before any call
         if self.ray:
             from .ray_executor import RayExecutor
 

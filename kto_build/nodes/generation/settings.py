@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from ...errors import KtoBuildError, did_you_mean
+from ...redact import register
 from ...sql import fingerprint as hash_parts
 from ...yamlio import ANY, BOOL, INT, NUM, STR, Dict, List, Map, OneOf, YMap
 
@@ -208,3 +210,38 @@ def ray_settings(cfg, path: str) -> RaySettings | None:
     return RaySettings(address=str(r["address"]), actors=int(r.get("actors", 2)), num_cpus=float(r.get("num_cpus", 1)),
                        num_gpus=float(r.get("num_gpus", 0)), resources=plain(res) if res is not None else None,
                        path=path, line=cfg.line_of("ray"))
+
+
+# ------------------------------------------------ shared by every node that calls LLMs (generators, judges)
+def api_keys(models: list[ModelEntry], path) -> dict[str, str]:
+    """Each model's API key from its environment variable (registered for redaction), or a clear error."""
+    keys = {}
+    for m in models:
+        if m.api_key_env:
+            value = os.environ.get(m.api_key_env)
+            if not value:
+                raise KtoBuildError(f"environment variable {m.api_key_env} is not set (model '{m.name}' "
+                                    "reads its API key from it)", path, m.line("api_key_env"),
+                                    hint=f"export {m.api_key_env}=...")
+            keys[m.name] = value
+            register(value)
+    return keys
+
+
+def stale_calls(extra: dict | None, noun: str) -> str | None:
+    """Why a calling node is stale from its last run's counts: failed calls to retry, or keys not made yet."""
+    extra = extra or {}
+    failed, missing = extra.get("failed") or 0, extra.get("missing") or 0
+    if failed:
+        return f"{failed} failed {noun}{'s' if failed != 1 else ''} to retry"
+    if missing:
+        return f"{missing} {noun}{'s' if missing != 1 else ''} not made yet"
+    return None
+
+
+def calls_per_model(work, models: list[ModelEntry]) -> str:
+    """'name N, name M' for plan: the calls each model would make (work items carry ``.model``)."""
+    per_model: dict[str, int] = {}
+    for w in work:
+        per_model[w.model.name] = per_model.get(w.model.name, 0) + 1
+    return ", ".join(f"{m.name} {per_model.get(m.name, 0)}" for m in models)

@@ -25,7 +25,14 @@ from ...sql import fingerprint as hash_parts
 from ...sql import quote
 from ...yamlio import ANY, INT, NUM, STR, List, Map, OneOf
 from ..base import Node, NodeResult
-from ..generation.settings import MODEL_SPEC, ModelEntry, model_entries
+from ..generation.settings import (
+    MODEL_SPEC,
+    ModelEntry,
+    api_keys,
+    calls_per_model,
+    model_entries,
+    stale_calls,
+)
 from .cache import CACHE, TABLE_COLUMNS, Verdict, ensure_cache, judgement_id, kept
 from .template import DEFAULT_TEMPLATE, PLACEHOLDERS, render, unknown_placeholders
 
@@ -136,13 +143,7 @@ class JudgeNode(Node):
 
     # --------------------------------------------------------- staleness
     def stale_reason(self, ctx: NodeContext) -> str | None:
-        extra = ctx.state.extra if ctx.state else {}
-        failed, missing = extra.get("failed") or 0, extra.get("missing") or 0
-        if failed:
-            return f"{failed} failed judgement{'s' if failed != 1 else ''} to retry"
-        if missing:
-            return f"{missing} judgement{'s' if missing != 1 else ''} not made yet"
-        return None
+        return stale_calls(ctx.state.extra if ctx.state else None, "judgement")
 
     def plan_detail(self, ctx: NodeContext) -> str | None:
         """The calls a run would make, counted as for generators (the records chain evaluated in memory)."""
@@ -155,10 +156,7 @@ class JudgeNode(Node):
             n = len(self.models)
             return (f"{n} call{'s' if n != 1 else ''} per record ('{self.records}' cannot be read yet: "
                     f"{exc.one_line()})")
-        per_model: dict[str, int] = {}
-        for w in work:
-            per_model[w.model.name] = per_model.get(w.model.name, 0) + 1
-        parts = ", ".join(f"{m.name} {per_model.get(m.name, 0)}" for m in self.models)
+        parts = calls_per_model(work, self.models)
         records = len(keys) // max(1, len(self.models))
         return (f"{len(work)} call{'s' if len(work) != 1 else ''} ({parts}) for the {records} record"
                 f"{'s' if records != 1 else ''} in '{self.records}'")
@@ -271,17 +269,16 @@ class JudgeNode(Node):
     def _judge(self, ctx: NodeContext, work: list[Verdict]) -> CallStats:
         from ..generation.calls import CallDriver, CallRequest, CallSetupError
         from ..generation.local import Backoff, LocalExecutor
-        from ..generation.node import GenerationNode
         from .cache import JudgementSink
 
         calling = {w.model.name for w in work}
         active = [m for m in self.models if m.name in calling]
-        api_keys = GenerationNode.api_keys(self, active)  # the generator's rule: secrets first, a clear error
+        keys = api_keys(active, self.path)  # the generator's rule: secrets first, a clear error
         extra = {m.name: self._logprob_kwargs(m) for m in active}
         executor = LocalExecutor(Backoff(self.backoff, self.max_backoff))
         try:
             try:
-                executor.start(active, api_keys)
+                executor.start(active, keys)
             except CallSetupError as exc:
                 raise KtoBuildError(str(exc), self.path, exc.model.line(exc.key), hint=exc.hint) from None
             sink = JudgementSink(self.name, self.labels, self.template_fingerprint, work)
