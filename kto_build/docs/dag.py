@@ -43,18 +43,36 @@ def _layout_class():
     return FastSugiyama
 
 
-def layout(names: list[str], edges: list[tuple[str, str]]) -> dict[str, tuple[float, float]]:
-    """Node centre coordinates (x to the right = downstream), per connected component stacked vertically."""
+def _graph(names: list[str], edges: list[tuple[str, str]]):
+    """grandalf's graph of ``names``. grandalf keeps vertices and edges in sets and dicts: hashed by id() (its
+    default) their order, and so the picture, changed from one process to the next; hashed by their position
+    in ``names`` the layout is the same in every process."""
     from grandalf.graphs import Edge, Graph, Vertex
 
     class _View:
         def __init__(self):
             self.w, self.h = BOX_H, BOX_W  # laid out top-down, then turned: width/height swap
 
-    vs = {n: Vertex(n) for n in names}
-    for v in vs.values():
-        v.view = _View()
-    graph = Graph(list(vs.values()), [Edge(vs[a], vs[b]) for a, b in edges if a in vs and b in vs])
+    class _Vertex(Vertex):
+        def __init__(self, data, order):
+            super().__init__(data)
+            self.order, self.view = order, _View()
+
+        def __hash__(self):
+            return self.order
+
+    class _Edge(Edge):
+        def __hash__(self):
+            return hash((self.v[0].order, self.v[1].order))
+
+    vs = {n: _Vertex(n, i) for i, n in enumerate(names)}
+    return Graph(list(vs.values()), [_Edge(vs[a], vs[b]) for a, b in edges if a in vs and b in vs])
+
+
+def layout(names: list[str], edges: list[tuple[str, str]]) -> dict[str, tuple[float, float]]:
+    """Node centre coordinates (x to the right = downstream), per connected component stacked vertically."""
+    _import_grandalf()
+    graph = _graph(names, edges)
     sugiyama = _layout_class()
     pos: dict[str, tuple[float, float]] = {}
     offset = 0.0
