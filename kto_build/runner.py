@@ -17,11 +17,13 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+import duckdb
+
 from . import __version__
 from .errors import KtoBuildError
 from .nodes.base import Node, NodeContext, Reporter
 from .redact import redact
-from .state import SCHEMA, read_states, relations, utcnow
+from .state import SCHEMA, append_history, read_states, relations, utcnow
 
 if TYPE_CHECKING:
     from .project import Project
@@ -261,8 +263,20 @@ class Runner:
         out["message"] = redact(out.get("message"))
         if out.get("warnings"):
             out["warnings"] = [redact(w) for w in out["warnings"]]
+        if out["status"] == "failed" and ctx.saved is None:
+            self._history_failed(node, out)
         self.reporter.node_end(out)
         return out
+
+    def _history_failed(self, node: Node, out: dict) -> None:
+        """A build that failed and stored nothing still gets its line in the build history (status 'failed',
+        the one-line reason), in its own transaction; if even that cannot be written the run goes on."""
+        try:
+            with self.db.connect() as con:
+                append_history(con, node.name, utcnow(), "failed", None, out["seconds"], self.fp(node),
+                               out["message"])
+        except (KtoBuildError, duckdb.Error):
+            pass
 
     # ------------------------------------------------------------ artifacts
     def _log_file_display(self) -> str:

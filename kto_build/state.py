@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.node_history (
     seconds DOUBLE,
     fingerprint VARCHAR
 );
+ALTER TABLE {SCHEMA}.node_history ADD COLUMN IF NOT EXISTS message VARCHAR;
 """
 
 
@@ -300,9 +301,16 @@ def write_state(con: duckdb.DuckDBPyConnection, st: NodeState) -> None:
          st.built_at, st.seconds, json.dumps(st.extra, sort_keys=True, default=str)],
     )
     # append-only build history, in the same transaction as the state row (no command deletes from it)
-    con.execute(f"INSERT INTO {SCHEMA}.node_history VALUES (?, ?, ?, ?, ?, ?)",
-                 [st.name, st.built_at, "tests failed" if st.extra.get("tests_failed") else "built", st.rows,
-                  st.seconds, st.fingerprint])
+    append_history(con, st.name, st.built_at, "tests failed" if st.extra.get("tests_failed") else "built", st.rows,
+                   st.seconds, st.fingerprint)
+
+
+def append_history(con: duckdb.DuckDBPyConnection, node: str, finished_at, status: str, rows: int | None,
+                   seconds: float | None, fingerprint: str | None, message: str | None = None) -> None:
+    """One row of the append-only build history (no command deletes from it)."""
+    con.execute(f"INSERT INTO {SCHEMA}.node_history (node, finished_at, status, rows, seconds, fingerprint, "
+                "message) VALUES (?, ?, ?, ?, ?, ?, ?)", [node, finished_at, status, rows, seconds, fingerprint,
+                                                          message])
 
 
 def _connect(path: Path, display: str, read_only: bool) -> duckdb.DuckDBPyConnection:

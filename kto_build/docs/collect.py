@@ -120,9 +120,12 @@ def node_history(con, limit: int = HISTORY) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     if not has:
         return out
-    keys = ("finished_at", "status", "rows", "seconds", "fingerprint")
+    has_message = con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = ? AND table_name = "
+                              "'node_history' AND column_name = 'message'", [SCHEMA]).fetchone()[0]
+    keys = ("finished_at", "status", "rows", "seconds", "fingerprint", "message")
+    message = "message" if has_message else "NULL"  # read-only: a database from before the column keeps it absent
     for r in con.execute(f"""
-            SELECT node, finished_at, status, rows, seconds, fingerprint FROM {SCHEMA}.node_history
+            SELECT node, finished_at, status, rows, seconds, fingerprint, {message} FROM {SCHEMA}.node_history
             QUALIFY row_number() OVER (PARTITION BY node ORDER BY finished_at DESC) <= ?
             ORDER BY node, finished_at""", [limit]).fetchall():
         out.setdefault(r[0], []).append(dict(zip(keys, r[1:], strict=True)))

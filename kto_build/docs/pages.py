@@ -29,18 +29,18 @@ def _history(snap, name: str) -> str:
     builds = snap.history.get(name, [])
     st = collect.node_status(snap, name)
     if not builds:  # a database from before node_history: the state's last build
-        rows = [[str(st["built_at"]) if st["built_at"] else None, None, st["rows"], st["seconds"], None]]
+        rows = [[str(st["built_at"]) if st["built_at"] else None, None, st["rows"], st["seconds"], None, None]]
     else:
-        rows = [[str(b["finished_at"]), b["status"], b["rows"], b["seconds"], b["fingerprint"][:12]]
-                for b in reversed(builds)]
+        rows = [[str(b["finished_at"]), b["status"], b["rows"], b["seconds"], (b["fingerprint"] or "")[:12],
+                 b.get("message") or ""] for b in reversed(builds)]
     chart = ""
     if snap.plotter is not None:
         chart = figure(plots.build_history(builds, f"{name}-history", snap.plotter), "seconds per build")
     note = (f'<p class="muted">Last {len(builds)} builds (at most {collect.HISTORY}); last run: '
             f'{escape(str(st["last_run"] or "-"))}; the runs are listed on the '
             '<a href="../index.html#runs">index</a>.</p>')
-    return ("<h2>Build history</h2>" + chart + table(["finished at", "status", "rows", "seconds", "fingerprint"],
-                                                     rows) + note)
+    head = ["finished at", "status", "rows", "seconds", "fingerprint", "message"]
+    return "<h2>Build history</h2>" + chart + table(head, rows) + note
 
 
 def _settings(node) -> str:

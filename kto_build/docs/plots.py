@@ -204,10 +204,15 @@ def build_history(rows: list[dict], stem: str, plotter: Plotter) -> str | None:
 
     def build():
         alt = _alt()
-        data = [{"finished_at": str(r["finished_at"]), "seconds": r["seconds"], "rows": r["rows"]} for r in rows]
-        return alt.Chart(alt.Data(values=data), title="Seconds per build", width=WIDTH, height=90).mark_line(
-            point=True).encode(x=alt.X("finished_at:T", title=None), y=alt.Y("seconds:Q", title="seconds"),
-                               tooltip=["finished_at:T", "seconds:Q", "rows:Q"])
+        data = [{"finished_at": str(r["finished_at"]), "seconds": r["seconds"], "rows": r["rows"],
+                 "status": r.get("status") or "built"} for r in rows]
+        base = alt.Chart(alt.Data(values=data), title="Seconds per build", width=WIDTH, height=90).encode(
+            x=alt.X("finished_at:T", title=None), y=alt.Y("seconds:Q", title="seconds"))
+        points = base.mark_point(filled=True).encode(
+            color=alt.Color("status:N", scale=alt.Scale(domain=["built", "tests failed", "failed"],
+                                                        range=["#2e7d32", "#ef6c00", "#c62828"])),
+            tooltip=["finished_at:T", "status:N", "seconds:Q", "rows:Q"])
+        return base.mark_line(color="#888") + points
 
-    return plotter.lazy(stem, ["build_history", [[str(r["finished_at"]), r["seconds"], r["rows"]] for r in rows]],
-                        build)
+    return plotter.lazy(stem, ["build_history", [[str(r["finished_at"]), r["seconds"], r["rows"], r.get("status")]
+                                                 for r in rows]], build)

@@ -1,5 +1,5 @@
 """Per-node build history: ``_kto_build.node_history`` gets one row per build, in the node's own transaction
-(a failed build adds none), is never rewritten, and the node pages show it as a table and a chart."""
+(a failed build adds a 'failed' row with its one-line reason, in its own transaction), is never rewritten, and the node pages show it as a table and a chart."""
 
 from __future__ import annotations
 
@@ -43,13 +43,20 @@ def test_history_appends_per_build_and_pages_show_it(tmp_path):
     (root / "models" / "b.sql").write_text("select nope from a\n")
     failed = kto(root, "run", check=False)
     assert failed.returncode != 0
-    assert _history(root) == second  # the failed build rolled back with its node: no row, nothing lost
+    third = _history(root)
+    assert third[:3] == second  # the failed build rolled back with its node: nothing lost, nothing rewritten
+    assert [(n, s, r) for n, s, r, _, _ in third[3:]] == [("b", "failed", None)]  # and it has its line
+    con = duckdb.connect(str(root / "target" / "kto_build.duckdb"), read_only=True)
+    message = con.execute("SELECT message FROM _kto_build.node_history WHERE status = 'failed'").fetchone()[0]
+    con.close()
+    assert "nope" in message
 
     (root / "models" / "b.sql").write_text("select x, 2 as y from a union all select 3, 4\n")
     kto(root, "docs")
     b = _section(root, "b")
     rows = re.findall(r"<tr><td>([^<]+)</td><td>built</td><td>(\d+)</td>", b)
     assert [(t, int(n)) for t, n in rows] == [(str(second[2][4]), 2), (str(second[1][4]), 1)]  # newest first
+    assert re.search(r"<td>failed</td><td class=\"muted\">–</td><td>[0-9.]+</td><td>[0-9a-f]{12}</td><td>[^<]*nope", b)
     img = re.search(r'<img src="([^"]+)"', b)
     assert img and (root / "target" / "docs" / "nodes" / img.group(1)).resolve().is_file()
     svg = (root / "target" / "docs" / "nodes" / img.group(1)).read_text()
@@ -72,3 +79,18 @@ def test_a_database_from_before_node_history_gets_it_on_the_next_run(tmp_path):
     (root / "models" / "a.sql").write_text("select 2 as x\n")
     kto(root, "run")
     assert [(n, s) for n, s, *_ in _history(root)] == [("a", "built")]
+
+
+def test_history_gets_its_message_column_on_a_database_from_before_it(tmp_path):
+    root = tmp_path / "older"
+    (root / "models").mkdir(parents=True)
+    (root / "project.yml").write_text("name: older\nmodels:\n  materialized: table\n")
+    (root / "models" / "a.sql").write_text("select 1 as x\n")
+    kto(root, "run")
+    con = duckdb.connect(str(root / "target" / "kto_build.duckdb"))
+    con.execute("ALTER TABLE _kto_build.node_history DROP COLUMN message")  # as made before the column existed
+    con.close()
+    kto(root, "docs")  # read-only: reads the old table as it is
+    (root / "models" / "a.sql").write_text("select nope\n")
+    assert kto(root, "run", check=False).returncode != 0
+    assert [(n, s) for n, s, *_ in _history(root)] == [("a", "built"), ("a", "failed")]
