@@ -24,12 +24,14 @@ def hub():
         yield h
 
 
-def test_card_pictures_are_pushed_beside_the_card(docs_project, tmp_path, hub):
+@pytest.mark.parametrize("outputs", ["    outputs: [parquet]\n", "    outputs: []\n"],
+                         ids=["files-and-hub", "hub-only"])
+def test_card_pictures_are_pushed_beside_the_card(docs_project, tmp_path, hub, outputs):
     root = tmp_path / "haiku"
     shutil.copytree(docs_project, root, ignore=shutil.ignore_patterns("docs", "site*"))
     yml = (root / "project.yml").read_text()
     yml = yml.replace("    format: kto\n    outputs: [parquet]\n",
-                      "    format: kto\n    outputs: [parquet]\n    push_to_hub:\n      repo_id: someone/haiku-kto\n"
+                      f"    format: kto\n{outputs}    push_to_hub:\n      repo_id: someone/haiku-kto\n"
                       "      token_env: DOCS_HF_TOKEN\n")
     assert "someone/haiku-kto" in yml
     (root / "project.yml").write_text(yml)
@@ -43,7 +45,7 @@ def test_card_pictures_are_pushed_beside_the_card(docs_project, tmp_path, hub):
     card = files["README.md"].decode()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card)
     assert any(p.startswith("label_balance-") for p in links) and any(p.startswith("agreement_") for p in links)
-    local = root / "target" / "exports" / "default" / "haiku_kto"
+    local = root / "target" / "exports" / "default" / "haiku_kto"  # hub-only: the pictures' staging folder
     for p in links:  # every image link of the pushed card resolves to a file beside README.md on the Hub
         assert p in files, (p, sorted(files))
         assert files[p] == (local / p).read_bytes()

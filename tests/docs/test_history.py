@@ -1,5 +1,6 @@
 """Per-node build history: ``_kto_build.node_history`` gets one row per build, in the node's own transaction
-(a failed build adds a 'failed' row with its one-line reason, in its own transaction), is never rewritten, and the node pages show it as a table and a chart."""
+(a failed build gets a 'failed' row with its one-line reason, in its own transaction after the rollback), is
+never rewritten, and the node pages show it as a table and a chart."""
 
 from __future__ import annotations
 

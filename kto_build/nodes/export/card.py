@@ -289,8 +289,9 @@ def _vars_upstream(project: Project, model: str) -> set[str]:
 
 
 def _pictures(con, project: Project, node: ExportNode) -> list[tuple[str, str]]:
-    """Label-balance and agreement plots written beside the card (kto_build/docs); none without the docs extra."""
-    if not node.card or not node.outputs:
+    """Label-balance and agreement plots written beside the card (kto_build/docs); none without the docs extra.
+    A Hub-only export (no ``outputs``) renders them into its export folder too: they are pushed from there."""
+    if not node.card or not (node.outputs or node.hub):
         return []
     try:
         import altair  # noqa: F401
