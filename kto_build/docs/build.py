@@ -38,13 +38,14 @@ def build_site(project, out: str | Path | None = None) -> dict:
         snap = collect.snapshot(project, con)
         snap.cache = cache
         snap.plotter = _Rel(plotter, "../img/")
+        start_lineage(snap, [project.nodes[n] for n in project.graph.order if project.nodes[n].kind == "model"])
         extra: dict[str, dict] = {}
         for name in project.graph.order:
             node = project.nodes[name]
             body, extra[name] = _node_body(snap, node, plotter, out)
             _write(out / "nodes" / f"{name}.html", page(f"{node.kind} {name}", body, "../", project.name))
             written.append(f"nodes/{name}.html")
-        index = _index(snap, plotter, edges, lambda: snap.cache.get("layout", layout_key, lambda: job.result()))
+        index = _index(snap, plotter, edges, lambda: snap.cache.get("layout", layout_key, job.result))
     plotter.flush()
     _write(out / "index.html", page(project.name, index, "", project.name))
     _write(out / "site.css", CSS)
@@ -126,18 +127,46 @@ def _card(node, out: Path) -> str | None:
 
 
 # ------------------------------------------------------------ models
-def column_lineage(snap, node) -> dict[str, list[dict]]:
-    """Per column, the parent columns it comes from (one level: the parents' pages go on from there)."""
-    from .lineage import model_lineage
-
+def _lineage_args(snap, node) -> tuple | None:
+    """(cache key, sql, columns, parents' schema) of a model's column lineage; None when it has none."""
     cols = list(snap.cols(node.name))
     if not cols or snap.con is None:
-        return {}
+        return None
     schema = {p: {c: t for c, t in snap.columns.get(p, [])} for p in node.depends_on if snap.has(p)}
     for alias in {r.name for r in getattr(node, "references", [])} - set(schema):
         if snap.has(alias):
             schema[alias] = dict(snap.columns.get(alias, []))
-    return snap.cache.get("lineage", key(node.sql, cols, schema), lambda: model_lineage(node.sql, cols, schema))
+    return key(node.sql, cols, schema), node.sql, cols, schema
+
+
+def column_lineage(snap, node) -> dict[str, list[dict]]:
+    """Per column, the parent columns it comes from (one level: the parents' pages go on from there)."""
+    from .lineage import model_lineage
+
+    args = _lineage_args(snap, node)
+    if args is None:
+        return {}
+    k, sql, cols, schema = args
+    return snap.cache.get("lineage", k, lambda: model_lineage(sql, cols, schema))
+
+
+def _lineages(todo: list[tuple]) -> dict[str, dict]:
+    from .lineage import model_lineage
+
+    return {k: model_lineage(sql, cols, schema) for k, sql, cols, schema in todo}
+
+
+def start_lineage(snap, models, fork_above: int = 60) -> None:
+    """A cold build of a large project: the later half of the models' missing lineage is computed in a forked
+    process (one sqlglot parse per model is the largest cost of a cold build) while this one does the earlier
+    half with their pages. Same results as computing them here (docs/forked.py falls back to that)."""
+    from .forked import forked
+
+    todo = [a for a in (_lineage_args(snap, m) for m in models) if a and snap.cache.missing("lineage", a[0])]
+    if len(todo) < fork_above:
+        return
+    later = todo[len(todo) // 2:]
+    snap.cache.expect("lineage", [a[0] for a in later], forked(_lineages, later))
 
 
 def data_tests(snap, node) -> list[dict]:

@@ -133,45 +133,17 @@ def svg(names: list[str], edges: list[tuple[str, str]], info: dict[str, dict], h
     return "".join(out)
 
 
+def layout_lists(names: list[str], edges: list[tuple[str, str]]) -> dict[str, list[float]]:
+    """``layout()`` with lists for coordinates (what the docs cache stores as JSON)."""
+    return {n: list(xy) for n, xy in layout(names, edges).items()}
+
+
 def start_layout(names: list[str], edges: list[tuple[str, str]], fork_above: int = 60):
     """Start laying out a large graph in a forked process (grandalf is pure Python: a second process lays
-    out while this one writes the node pages); ``.result()`` gives what ``layout()`` would, as lists.
-    Small graphs, or a platform without fork, lay out in this process when the result is asked for."""
-    import multiprocessing as mp
+    out while this one writes the node pages); ``.result()`` gives ``layout_lists``. Small graphs, or a
+    platform without fork, lay out in this process when the result is asked for."""
+    from .forked import Forked, forked
 
-    if len(names) < fork_above or "fork" not in mp.get_all_start_methods():
-        return _Job(names, edges)
-    ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(names, edges, send), daemon=True, name="kto-build-docs-layout")
-    proc.start()
-    send.close()
-    return _Job(names, edges, proc, recv)
-
-
-def _child(names, edges, send) -> None:
-    try:
-        send.send({n: list(xy) for n, xy in layout(names, edges).items()})
-    except BaseException:  # the parent lays out itself
-        send.send(None)
-    finally:
-        send.close()
-
-
-class _Job:
-    def __init__(self, names, edges, proc=None, recv=None):
-        self.names, self.edges, self.proc, self.recv = names, edges, proc, recv
-
-    def result(self) -> dict[str, list[float]]:
-        pos = None
-        if self.proc is not None:
-            try:
-                pos = self.recv.recv()
-            except (EOFError, OSError):
-                pos = None
-            finally:
-                self.recv.close()
-                self.proc.join()
-        if pos is None:
-            pos = {n: list(xy) for n, xy in layout(self.names, self.edges).items()}
-        return pos
+    if len(names) < fork_above:
+        return Forked(layout_lists, (names, edges))
+    return forked(layout_lists, names, edges)

@@ -153,3 +153,33 @@ def test_sql_highlight_pieces_give_back_the_text(sql):
     assert h.unescape(re.sub(r"<[^>]+>", "", html)).rstrip("\n") == sql
     if "count" in sql:
         assert ("nf", "count") in toks and ("k", "select") in toks
+
+
+def test_lineage_forked_for_half_the_models_equals_lineage_computed_here(docs_project, tmp_path):
+    """A cold build of a large project computes the later half of the models' lineage in a forked process
+    (docs/forked.py): the values the pages get are the ones computed in this process."""
+    import os
+
+    from kto_build.docs.build import column_lineage, start_lineage
+    from kto_build.docs.cache import DocsCache
+    from kto_build.project import Project
+
+    project = Project.load(docs_project)
+    models = [project.nodes[n] for n in project.graph.order if project.nodes[n].kind == "model"]
+    con = duckdb.connect(str(docs_project / "target" / "kto_build.duckdb"), read_only=True)
+    try:
+        here = snapshot(project, con)
+        here.cache = DocsCache(tmp_path / "here.json")
+        expected = {m.name: column_lineage(here, m) for m in models}
+        split = snapshot(project, con)
+        split.cache = DocsCache(tmp_path / "split.json")
+        start_lineage(split, models, fork_above=1)
+        jobs = set(split.cache.pending.values())
+        assert len(jobs) == 1 and len(split.cache.pending) == len(models) - len(models) // 2
+        job = next(iter(jobs))
+        assert job.proc is not None and job.proc.pid != os.getpid()  # really another process
+        got = {m.name: column_lineage(split, m) for m in models}
+        assert not split.cache.pending and job.proc.exitcode == 0
+        assert got == expected and any(v for v in got.values())
+    finally:
+        con.close()
