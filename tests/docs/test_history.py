@@ -66,15 +66,20 @@ def test_history_appends_per_build_and_pages_show_it(tmp_path):
     assert len(re.findall(r"<tr><td>", a)) == 1 and "<img" not in a  # one build: a table row, no chart
 
 
-def test_a_database_from_before_node_history_gets_it_on_the_next_run(tmp_path):
-    root = tmp_path / "old"
+def _old_database(root: Path, change: str) -> None:
+    """A one-model project, built, then its database altered by ``change`` as if made by an older kto-build."""
     (root / "models").mkdir(parents=True)
-    (root / "project.yml").write_text("name: old\nmodels:\n  materialized: table\n")
+    (root / "project.yml").write_text(f"name: {root.name}\nmodels:\n  materialized: table\n")
     (root / "models" / "a.sql").write_text("select 1 as x\n")
     kto(root, "run")
     con = duckdb.connect(str(root / "target" / "kto_build.duckdb"))
-    con.execute("DROP TABLE _kto_build.node_history")  # as a database made before this table existed
+    con.execute(change)
     con.close()
+
+
+def test_a_database_from_before_node_history_gets_it_on_the_next_run(tmp_path):
+    root = tmp_path / "old"
+    _old_database(root, "DROP TABLE _kto_build.node_history")  # made before this table existed
     kto(root, "docs")  # no history table: the page shows the state's last build
     assert len(re.findall(r"<tr><td>", _section(root, "a"))) == 1
     (root / "models" / "a.sql").write_text("select 2 as x\n")
@@ -84,13 +89,7 @@ def test_a_database_from_before_node_history_gets_it_on_the_next_run(tmp_path):
 
 def test_history_gets_its_message_column_on_a_database_from_before_it(tmp_path):
     root = tmp_path / "older"
-    (root / "models").mkdir(parents=True)
-    (root / "project.yml").write_text("name: older\nmodels:\n  materialized: table\n")
-    (root / "models" / "a.sql").write_text("select 1 as x\n")
-    kto(root, "run")
-    con = duckdb.connect(str(root / "target" / "kto_build.duckdb"))
-    con.execute("ALTER TABLE _kto_build.node_history DROP COLUMN message")  # as made before the column existed
-    con.close()
+    _old_database(root, "ALTER TABLE _kto_build.node_history DROP COLUMN message")  # made before the column
     kto(root, "docs")  # read-only: reads the old table as it is
     (root / "models" / "a.sql").write_text("select nope\n")
     assert kto(root, "run", check=False).returncode != 0
