@@ -183,5 +183,6 @@ def test_kill_9_of_the_worker_node_mid_run(cluster, llm_server, tmp_path, monkey
     workers = {r[-1] for r in got}
     assert len(workers) == 2  # every stored row came from the head's two actors: the worker's never answered
     assert 160 <= llm_server.requests <= 160 + 2 * 2 * 4, llm_server.requests
+    print(f"worker node killed with 16 requests held: {llm_server.requests} requests for 160 keys")
     rr = Project.load(root).run()
     assert rr.ok and rr.node("gens")["status"] == "skipped"
