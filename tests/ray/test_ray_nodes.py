@@ -84,6 +84,16 @@ def test_judge_on_ray_equals_a_run_without_ray(cluster, llm_server, tmp_path, mo
     assert llm_server.requests == 48
 
 
+def test_judge_with_an_unreachable_cluster_is_one_line_before_any_call(llm_server, tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "k")
+    root = judge_project(tmp_path / "j", llm_server.url, 4, '    ray: {address: "127.0.0.2:1", actors: 2}\n')
+    out = subprocess.run([KTO, "--project-dir", str(root), "run"], capture_output=True, text=True, timeout=300)
+    err = out.stderr.strip()
+    assert out.returncode != 0 and "Traceback" not in err
+    assert "sources.yml:14" in err and "cannot reach the Ray cluster at 127.0.0.2:1" in err, err
+    assert llm_server.requests == 0
+
+
 GEMMA = """prompts:
   raw: {path: data/p.jsonl, text: text, id: id}
 generators:
