@@ -160,7 +160,8 @@ class LoopbackCluster:
 
     # ------------------------------------------------------------- stop
     def pids(self, name: str | None = None) -> list[int]:
-        """Every live process in this cluster's node process groups (or one node's)."""
+        """Every live process in this cluster's node sessions (or one node's). Ray 2.60 puts each worker (actor)
+        process in a process group of its own, but it stays in its node's session."""
         groups = {p.pid for n, p in self.procs.items() if name is None or n == name}
         pids = []
         for d in Path("/proc").iterdir():
@@ -168,15 +169,22 @@ class LoopbackCluster:
                 with contextlib.suppress(OSError):
                     stat = (d / "stat").read_text()
                     fields = stat[stat.rindex(")") + 2:].split()
-                    if fields[0] != "Z" and int(fields[2]) in groups:
+                    if fields[0] != "Z" and int(fields[3]) in groups:  # the session id
                         pids.append(int(d.name))
         return pids
 
     def kill_node(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """kill -9 one node: its ``ray start``, raylet and every worker process in its group."""
+        """kill -9 one node: its ``ray start``, raylet and every worker process in its session (the actors'
+        processes are in process groups of their own: killing the node's group alone leaves them ~2 s to go on)."""
         p = self.procs[name]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, sig)
+        deadline = time.monotonic() + 30
+        while (pids := self.pids(name)) and time.monotonic() < deadline:  # until none is left (or forked since)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            time.sleep(0.02)
         p.wait(timeout=30)
 
     def stop(self) -> None:
@@ -255,6 +263,17 @@ def outside_loopback(socks: list[dict]) -> tuple[list[dict], list[dict]]:
         elif not _is_loopback(local) or not (_is_wildcard(peer) or _is_loopback(peer)):
             bad.append(s)
     return bad, wildcard
+
+
+#: processes of a Ray 2.60 cluster that listen on the wildcard address (no flag binds them elsewhere): the GCS,
+#: raylets, dashboard agents, the metrics exporters (``python``) and every core worker's gRPC server: the
+#: actors' (``ray::<Class>``) and the driver's (``python`` or ``kto-build``)
+RAY_WILDCARD = {"gcs_server", "raylet", "python", "kto-build"}
+
+
+def known_wildcard(socks: list[dict]) -> bool:
+    """Every wildcard listener in ``socks`` belongs to one of Ray's own processes (see ``RAY_WILDCARD``)."""
+    return all(s["process"] in RAY_WILDCARD or s["process"].startswith("ray::") for s in socks)
 
 
 def main() -> None:

@@ -243,17 +243,13 @@ class GenerationNode(Node):
     def _generate(self, ctx: NodeContext, work: list[Work]) -> CallStats:
         from .cache import GenerationSink
         from .calls import CallDriver, CallRequest, CallSetupError
-        from .local import Backoff, LocalExecutor
+        from .local import Backoff
+        from .ray_executor import executor_for
 
         calling = {w.model.name for w in work}
         active = [m for m in self.models if m.name in calling]
         keys = api_keys(active, self.path)  # secrets first: a clear error before any call
-        if self.ray:
-            from .ray_executor import RayExecutor
-
-            executor = RayExecutor(self.ray, Backoff(self.backoff, self.max_backoff))
-        else:
-            executor = LocalExecutor(Backoff(self.backoff, self.max_backoff))
+        executor = executor_for(self.ray, Backoff(self.backoff, self.max_backoff))
         try:
             try:
                 executor.start(active, keys)

@@ -109,3 +109,9 @@ class RayExecutor:
         if self.ex is not None:
             self.ex.shutdown()
             self.ex = None
+
+
+def executor_for(ray: RaySettings | None, backoff: Backoff) -> RayExecutor | LocalExecutor:
+    """The executor of a node that calls LLMs (generator or judge): Ray actors when ``ray:`` is set, else this
+    process. Either way ``ray`` itself is imported only in ``RayExecutor.start``."""
+    return RayExecutor(ray, backoff) if ray else LocalExecutor(backoff)

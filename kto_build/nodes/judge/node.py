@@ -27,10 +27,13 @@ from ...yamlio import ANY, INT, NUM, STR, List, Map, OneOf
 from ..base import Node, NodeResult
 from ..generation.settings import (
     MODEL_SPEC,
+    RAY_SPEC,
     ModelEntry,
+    RaySettings,
     api_keys,
     calls_per_model,
     model_entries,
+    ray_settings,
     stale_calls,
 )
 from .cache import CACHE, TABLE_COLUMNS, Verdict, ensure_cache, judgement_id, kept
@@ -62,6 +65,8 @@ class JudgeNode(Node):
     max_consecutive_failures: int = 20
     max_failed_fraction: float = 0.0
     key_lines: dict = field(default_factory=dict)
+    #: ``ray:``: calls in Ray actors, as for generators (not in the fingerprint)
+    ray: RaySettings | None = None
 
     kind: ClassVar[str] = "judge"
     refreshable: ClassVar[bool] = False
@@ -81,6 +86,7 @@ class JudgeNode(Node):
             "description": STR,
             "tags": OneOf(STR, List(STR)),
             "for_target": ANY,
+            "ray": RAY_SPEC,
         },
         required=("records", "annotation", "models"),
     )
@@ -115,7 +121,8 @@ class JudgeNode(Node):
                    commit_seconds=float(cfg.get("commit_seconds", 5.0)), backoff=float(cfg.get("backoff", 1.0)),
                    max_backoff=float(cfg.get("max_backoff", 30.0)),
                    max_consecutive_failures=max(1, cfg.get("max_consecutive_failures", 20)),
-                   max_failed_fraction=float(frac), key_lines=dict(getattr(cfg, "key_lines", {})))
+                   max_failed_fraction=float(frac), key_lines=dict(getattr(cfg, "key_lines", {})),
+                   ray=ray_settings(cfg, path))
 
     @property
     def network(self) -> bool:
@@ -268,14 +275,15 @@ class JudgeNode(Node):
     # -------------------------------------------------------------- calls
     def _judge(self, ctx: NodeContext, work: list[Verdict]) -> CallStats:
         from ..generation.calls import CallDriver, CallRequest, CallSetupError
-        from ..generation.local import Backoff, LocalExecutor
+        from ..generation.local import Backoff
+        from ..generation.ray_executor import executor_for
         from .cache import JudgementSink
 
         calling = {w.model.name for w in work}
         active = [m for m in self.models if m.name in calling]
         keys = api_keys(active, self.path)  # the generator's rule: secrets first, a clear error
         extra = {m.name: self._logprob_kwargs(m) for m in active}
-        executor = LocalExecutor(Backoff(self.backoff, self.max_backoff))
+        executor = executor_for(self.ray, Backoff(self.backoff, self.max_backoff))
         try:
             try:
                 executor.start(active, keys)
