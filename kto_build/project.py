@@ -19,6 +19,7 @@ from .nodes.base import Node
 from .nodes.model import ModelNode
 from .parse_cache import ParseCache
 from .state import Database
+from .yaml_cache import YamlCache
 from .yamlio import ANY, BOOL, SCALAR, STR, Dict, List, Map, OneOf, Scalar, YMap, load_yaml, tag_list, validate
 
 DEFAULT_DATABASE = "target/kto_build.duckdb"
@@ -104,6 +105,8 @@ class Project:
     config: dict
     nodes: dict[str, Node] = field(default_factory=dict)
     graph: Graph | None = None
+    #: parsed YAML files kept in target/yaml_cache.json (kto_build/yaml_cache.py), None: parse each time
+    yaml_cache: Any = field(default=None, repr=False, compare=False)
 
     # --------------------------------------------------------------- loading
     @classmethod
@@ -112,7 +115,8 @@ class Project:
         pfile = root / "project.yml"
         if not pfile.exists():
             raise KtoBuildError(f"no project.yml in {root} (run 'kto-build init' to create a project)")
-        cfg = load_yaml(pfile, "project.yml")
+        ycache = YamlCache(root / "target" / "yaml_cache.json")
+        cfg = load_yaml(pfile, "project.yml", ycache)
         validate(cfg, PROJECT_SPEC, "project.yml", "project.yml", 1)
 
         targets = cfg.get("targets") or {}
@@ -126,9 +130,11 @@ class Project:
         project_vars.update(vars or {})
         db = tcfg.get("database") or cfg.get("database") or DEFAULT_DATABASE
         project = cls(root=root, name=cfg["name"], target=chosen, database_path=(root / db),
-                      vars=project_vars, config=cfg)
+                      vars=project_vars, config=cfg, yaml_cache=ycache)
         project._load_nodes()
         project._check_positive_label(tcfg, vars or {})
+        if ycache.path.parent.is_dir():  # target/ (made by the first run); no folder is made just for it
+            ycache.save()
         return project
 
     def _check_positive_label(self, tcfg: dict, cli_vars: dict) -> None:
@@ -162,7 +168,7 @@ class Project:
     def _load_nodes(self) -> None:
         sources_file = self.root / "sources.yml"
         if sources_file.exists():
-            sources = load_yaml(sources_file, "sources.yml")
+            sources = load_yaml(sources_file, "sources.yml", self.yaml_cache)
             validate(sources, SOURCES_SPEC, "sources.yml", "sources.yml", 1)
             for section in ("prompts", "generators", "annotations", "judges"):
                 for name, cfg in (sources.get(section) or {}).items():
@@ -192,7 +198,7 @@ class Project:
         docs: dict[str, tuple[dict, str]] = {}
         for yml in sorted([*models_dir.glob("**/*.yml"), *models_dir.glob("**/*.yaml")]):
             rel = str(yml.relative_to(self.root))
-            data = load_yaml(yml, rel)
+            data = load_yaml(yml, rel, self.yaml_cache)
             validate(data, MODELS_YML_SPEC, rel, rel, 1)
             for entry in data.get("models") or []:
                 if entry["name"] in docs:
