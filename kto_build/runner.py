@@ -351,15 +351,24 @@ class Runner:
                 "nodes": nodes, "edges": edges}
 
     def write_manifest(self) -> None:
-        self._write_json("manifest.json", self.manifest())
+        """manifest.json, compact as dbt writes it (json's C encoder; indent=2 takes the slow Python one),
+        and only when it changed: it describes the project, so a no-op run leaves the same file."""
+        text = json.dumps(self.manifest(), default=str)
+        path = self.project.target_dir / "manifest.json"
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return
+        except OSError:
+            pass
+        self._write_json("manifest.json", text)
 
     def write_artifacts(self, rr: RunResults) -> None:
         self.write_manifest()
         self._write_json("run_results.json", rr.to_json())
 
-    def _write_json(self, name: str, data: dict) -> None:
+    def _write_json(self, name: str, data: dict | str) -> None:
         d = self.project.target_dir
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        tmp.write_text(data if isinstance(data, str) else json.dumps(data, indent=2, default=str), encoding="utf-8")
         tmp.replace(d / name)

@@ -133,3 +133,19 @@ def test_answers_arriving_are_seen(proj, tmp_path):
     assert {n["name"]: n["reason"] for n in res["nodes"]}["ratings"] == "new answers in the log"
     res, opened = run_counting(proj)  # the log version is in the snapshot: no-op without opening the file
     assert opened == 0 and proj.built(res) == set()
+
+
+def test_noop_run_keeps_manifest_and_writes_run_results(proj):
+    """run_results.json says what every invocation did (a new run_id, every node skipped), as dbt's does;
+    manifest.json describes the project, so an unchanged project leaves the same file (not rewritten)."""
+    first = proj.run()
+    manifest = proj.root / "target" / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns, manifest.stat().st_ino
+    again = proj.run()
+    assert again["metadata"]["run_id"] != first["metadata"]["run_id"]
+    assert {n["status"] for n in again["nodes"]} == {"skipped"}
+    assert (manifest.stat().st_mtime_ns, manifest.stat().st_ino) == stamp
+    proj.write("models/prompt_stats.sql", "select count(*) as n from stg_prompts\n")
+    proj.run()
+    assert (manifest.stat().st_mtime_ns, manifest.stat().st_ino) != stamp
+    assert "prompt_stats" in json.loads(manifest.read_text())["nodes"]
