@@ -264,17 +264,26 @@ class Project:
                     if not any(n.kind != "model" for n in self.nodes.values()):
                         hint = self._sources_hint() or hint
                     raise KtoBuildError(f"unknown table '{ref.name}'", node.path, ref.line, ref.col, hint=hint)
-        from .datatests import compile_tests
-
-        for node in self.nodes.values():  # data test definitions are checked when the project loads
-            if isinstance(node, ModelNode) and (node.tests or node.columns):
-                compile_tests(node, self.nodes, parse_sql=False)
+        self._check_data_tests()
         for node in self.nodes.values():
             for dep in node.depends_on:
                 if dep not in known:
                     hint = did_you_mean(dep, known) or "known: " + ", ".join(sorted(known))
                     raise KtoBuildError(f"{node.kind} '{node.name}' reads unknown node '{dep}'", node.path,
                                         node.line, hint=hint)
+
+    def _check_data_tests(self) -> None:
+        """Data test definitions are checked when the project loads, unless the check passed for the same
+        definitions and node names (yaml_cache.passed: then datatests is not even imported)."""
+        tested = [n for n in self.nodes.values() if isinstance(n, ModelNode) and (n.tests or n.columns)]
+        inputs = [sorted(self.nodes), [[n.name, n.path, n.config, n.tests, n.columns] for n in tested]]
+        if tested and not (self.yaml_cache and self.yaml_cache.passed("datatests", inputs)):
+            from .datatests import compile_tests
+
+            for node in tested:
+                compile_tests(node, self.nodes, parse_sql=False)
+            if self.yaml_cache is not None:
+                self.yaml_cache.mark_passed("datatests", inputs)
 
     # -------------------------------------------------------------- helpers
     def database(self) -> Database:

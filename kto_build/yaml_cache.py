@@ -59,12 +59,14 @@ class YamlCache:
         self.path = path
         self.version = f"{FORMAT}/{__version__}"
         self.files: dict[str, dict] = {}
+        #: check name -> digest of the inputs it last passed with (see ``passed``)
+        self.checks: dict[str, str] = {}
         self.used: set[str] = set()
         self.dirty = False
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("version") == self.version:
-                self.files = data.get("files", {})
+                self.files, self.checks = data.get("files", {}), data.get("checks", {})
         except (OSError, ValueError, AttributeError):
             pass
 
@@ -90,6 +92,20 @@ class YamlCache:
             self.files.pop(shown, None)
         self.dirty = True
 
+    @staticmethod
+    def _inputs_digest(inputs: Any) -> str:
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=repr).encode("utf-8")).hexdigest()
+
+    def passed(self, check: str, inputs: Any) -> bool:
+        """True if ``check`` (a pure function of ``inputs``: it raises or passes) passed with these inputs."""
+        return self.checks.get(check) == self._inputs_digest(inputs)
+
+    def mark_passed(self, check: str, inputs: Any) -> None:
+        digest = self._inputs_digest(inputs)
+        if self.checks.get(check) != digest:
+            self.checks[check] = digest
+            self.dirty = True
+
     def save(self) -> None:
         """Write the cache if anything changed (keeping only the files read this time); never fails a command."""
         gone = set(self.files) - self.used
@@ -100,7 +116,8 @@ class YamlCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text(json.dumps({"version": self.version, "files": self.files}), encoding="utf-8")
+            data = {"version": self.version, "files": self.files, "checks": self.checks}
+            tmp.write_text(json.dumps(data), encoding="utf-8")
             tmp.replace(self.path)
         except OSError:
             pass  # a read-only checkout still works, just without the cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,27 @@ def test_noop_run_does_not_import_yaml(proj):
     res = subprocess.run([sys.executable, "-c", PROBE, "--project-dir", str(proj.root), "run"],
                          capture_output=True, text=True)
     assert "YAML=True" in res.stdout, res.stdout + res.stderr
+
+
+def test_data_test_check_is_redone_when_a_node_goes(proj):
+    """The load's data-test check is skipped only for the same definitions and node names: removing the
+    node a relationships test points to (its YAML file unchanged, so a cache hit) still fails the load."""
+    proj.write("models/extra.sql", "select prompt_id from stg_prompts\n")
+    proj.write("models/schema.yml", """
+        models:
+          - name: shouty
+            materialized: view
+            columns:
+              - name: prompt_id
+                tests:
+                  - relationships: {to: extra, field: prompt_id}
+    """)
+    assert proj.run()["exit_code"] == 0
+    assert proj.run()["exit_code"] == 0  # the check's pass is now cached
+    cache = json.loads((proj.root / "target" / "yaml_cache.json").read_text())
+    assert "datatests" in cache["checks"]
+    (proj.root / "models" / "extra.sql").unlink()
+    out = proj.cli("run")
+    assert out.exit_code == 2
+    assert "models/schema.yml:7: relationships on model 'shouty' column 'prompt_id' points to unknown node " \
+           "'extra'" in out.output, out.output
