@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -326,6 +325,8 @@ class Runner:
             if self.project.target_dir.is_relative_to(self.project.root) else str(self.project.target_dir)
 
     def _log_traceback(self, node: Node) -> None:
+        import traceback  # lazy: only a crashed node needs it
+
         self.project.target_dir.mkdir(parents=True, exist_ok=True)
         with open(self.project.target_dir / "kto_build.log", "a", encoding="utf-8") as fh:
             fh.write(f"--- {utcnow().isoformat()} {node.kind} {node.name}\n{traceback.format_exc()}\n")

@@ -8,7 +8,8 @@ project files (fingerprints: SQL, YAML, vars, target), input files (sources' con
 ``--full-refresh``, ``--offline``, ``--select``.
 
 The snapshot is a copy of those three things, valid only while the database file is byte-for-byte the one
-it describes: its (st_size, st_mtime_ns, st_ino) must match and there must be no ``.wal`` beside it. Any
+it describes: its (st_size, st_mtime_ns, st_ino) and DuckDB's file headers must match and there must be no
+``.wal`` beside it. Any
 write by anyone (the annotation server, a ``duckdb`` shell, another kto-build command) changes the stat or
 leaves a WAL, and the run then reads the database as before. It is written by a run after its last write,
 from a read-only connection between two stats of the file that must agree (so a write by another process
@@ -17,6 +18,7 @@ in between is never recorded as this content).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import datetime
@@ -25,7 +27,9 @@ from pathlib import Path
 from . import __version__
 from .state import NodeState
 
-FORMAT = 1
+FORMAT = 2
+#: DuckDB's main header and its two database headers (4 KiB each) open the file
+HEADERS = 3 * 4096
 _FIELDS = ("name", "kind", "fingerprint", "data_version", "inputs", "rows", "built_at", "seconds", "extra")
 
 
@@ -33,15 +37,20 @@ def snapshot_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".snapshot.json")
 
 
-def file_key(db_path: Path) -> list[int] | None:
-    """(size, mtime_ns, inode) of the database file; None if it is missing or has a write-ahead log."""
+def file_key(db_path: Path) -> list | None:
+    """(size, mtime_ns, inode, hash of DuckDB's headers) of the database file; None if it is missing or has
+    a write-ahead log. DuckDB rewrites a header (with its checkpoint iteration) at every checkpoint, and with
+    no WAL every committed write has been checkpointed: so the headers tell a changed file even where the
+    file system's mtime is coarse and the size did not change."""
     try:
         st = os.stat(db_path)
+        with open(db_path, "rb") as fh:
+            head = fh.read(HEADERS)
     except OSError:
         return None
     if os.path.exists(str(db_path) + ".wal"):
         return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ino, hashlib.sha256(head).hexdigest()[:32]]
 
 
 def _state_dict(st: NodeState) -> dict:
