@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,6 +45,8 @@ class LockError(KtoBuildError):
 
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 1) -> str | None:
     """``did you mean 'x'?`` for the nearest candidates, or None."""
+    import difflib  # lazy: only an error imports it (with heapq, ~1.5 ms of every start)
+
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.6)
     if not matches:
         return None

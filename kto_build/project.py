@@ -19,6 +19,7 @@ from .nodes.base import Node
 from .nodes.model import ModelNode
 from .parse_cache import ParseCache
 from .state import Database
+from .yaml_cache import YamlCache
 from .yamlio import ANY, BOOL, SCALAR, STR, Dict, List, Map, OneOf, Scalar, YMap, load_yaml, tag_list, validate
 
 DEFAULT_DATABASE = "target/kto_build.duckdb"
@@ -104,6 +105,8 @@ class Project:
     config: dict
     nodes: dict[str, Node] = field(default_factory=dict)
     graph: Graph | None = None
+    #: parsed YAML files kept in target/yaml_cache.json (kto_build/yaml_cache.py), None: parse each time
+    yaml_cache: Any = field(default=None, repr=False, compare=False)
 
     # --------------------------------------------------------------- loading
     @classmethod
@@ -112,7 +115,8 @@ class Project:
         pfile = root / "project.yml"
         if not pfile.exists():
             raise KtoBuildError(f"no project.yml in {root} (run 'kto-build init' to create a project)")
-        cfg = load_yaml(pfile, "project.yml")
+        ycache = YamlCache(root / "target" / "yaml_cache.json")
+        cfg = load_yaml(pfile, "project.yml", ycache)
         validate(cfg, PROJECT_SPEC, "project.yml", "project.yml", 1)
 
         targets = cfg.get("targets") or {}
@@ -126,9 +130,11 @@ class Project:
         project_vars.update(vars or {})
         db = tcfg.get("database") or cfg.get("database") or DEFAULT_DATABASE
         project = cls(root=root, name=cfg["name"], target=chosen, database_path=(root / db),
-                      vars=project_vars, config=cfg)
+                      vars=project_vars, config=cfg, yaml_cache=ycache)
         project._load_nodes()
         project._check_positive_label(tcfg, vars or {})
+        if ycache.path.parent.is_dir():  # target/ (made by the first run); no folder is made just for it
+            ycache.save()
         return project
 
     def _check_positive_label(self, tcfg: dict, cli_vars: dict) -> None:
@@ -162,7 +168,7 @@ class Project:
     def _load_nodes(self) -> None:
         sources_file = self.root / "sources.yml"
         if sources_file.exists():
-            sources = load_yaml(sources_file, "sources.yml")
+            sources = load_yaml(sources_file, "sources.yml", self.yaml_cache)
             validate(sources, SOURCES_SPEC, "sources.yml", "sources.yml", 1)
             for section in ("prompts", "generators", "annotations", "judges"):
                 for name, cfg in (sources.get(section) or {}).items():
@@ -192,7 +198,7 @@ class Project:
         docs: dict[str, tuple[dict, str]] = {}
         for yml in sorted([*models_dir.glob("**/*.yml"), *models_dir.glob("**/*.yaml")]):
             rel = str(yml.relative_to(self.root))
-            data = load_yaml(yml, rel)
+            data = load_yaml(yml, rel, self.yaml_cache)
             validate(data, MODELS_YML_SPEC, rel, rel, 1)
             for entry in data.get("models") or []:
                 if entry["name"] in docs:
@@ -258,17 +264,26 @@ class Project:
                     if not any(n.kind != "model" for n in self.nodes.values()):
                         hint = self._sources_hint() or hint
                     raise KtoBuildError(f"unknown table '{ref.name}'", node.path, ref.line, ref.col, hint=hint)
-        from .datatests import compile_tests
-
-        for node in self.nodes.values():  # data test definitions are checked when the project loads
-            if isinstance(node, ModelNode) and (node.tests or node.columns):
-                compile_tests(node, self.nodes, parse_sql=False)
+        self._check_data_tests()
         for node in self.nodes.values():
             for dep in node.depends_on:
                 if dep not in known:
                     hint = did_you_mean(dep, known) or "known: " + ", ".join(sorted(known))
                     raise KtoBuildError(f"{node.kind} '{node.name}' reads unknown node '{dep}'", node.path,
                                         node.line, hint=hint)
+
+    def _check_data_tests(self) -> None:
+        """Data test definitions are checked when the project loads, unless the check passed for the same
+        definitions and node names (yaml_cache.passed: then datatests is not even imported)."""
+        tested = [n for n in self.nodes.values() if isinstance(n, ModelNode) and (n.tests or n.columns)]
+        inputs = [sorted(self.nodes), [[n.name, n.path, n.config, n.tests, n.columns] for n in tested]]
+        if tested and not (self.yaml_cache and self.yaml_cache.passed("datatests", inputs)):
+            from .datatests import compile_tests
+
+            for node in tested:
+                compile_tests(node, self.nodes, parse_sql=False)
+            if self.yaml_cache is not None:
+                self.yaml_cache.mark_passed("datatests", inputs)
 
     # -------------------------------------------------------------- helpers
     def database(self) -> Database:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import duckdb
 
-from . import __version__
+from . import __version__, snapshot
 from .errors import KtoBuildError
 from .nodes.base import Node, NodeContext, Reporter
 from .redact import redact
@@ -91,6 +90,8 @@ class Runner:
         self.db = project.database()
         self._fps: dict[str, str] = {}
         self._rels: dict | None = None
+        #: node -> its db_facts, from a snapshot of the unchanged database file (empty: read the database)
+        self._facts: dict[str, dict] = {}
 
     def fp(self, node: Node) -> str:
         if node.name not in self._fps:
@@ -101,7 +102,7 @@ class Runner:
         return NodeContext(self.project, node, self.fp(node), states.get(node.name),
                            {p: states[p].data_version for p in node.depends_on if p in states}, states,
                            offline=offline, full_refresh=full_refresh, reporter=self.reporter,
-                           relations=self._rels, db=self.db)
+                           relations=self._rels, db=self.db, facts=self._facts.get(node.name))
 
     def reason(self, node: Node, states: dict, rels: dict, rebuilding: set[str], full_refresh: bool,
                offline: bool) -> tuple[str | None, NodeContext]:
@@ -130,6 +131,10 @@ class Runner:
                 return read_states(con), relations(con)
         if not self.db.exists():
             return {}, {}
+        snap = snapshot.load(self.db.path)
+        if snap is not None:  # the file is the one the last run described: no need to open it
+            states, rels, self._facts = snap
+            return states, rels
         with self.db.connect(read_only=True) as con:
             return read_states(con), relations(con)
 
@@ -170,41 +175,77 @@ class Runner:
         started_wall = utcnow()
         t0 = time.monotonic()
         names = self.project.graph.select(select, exclude)
+        with self.db.writer_lock():
+            skipped = self._noop(names, full_refresh, offline) if names else None
+            if skipped is not None:  # nothing to do, decided from the snapshot: the file was not opened
+                rr = RunResults(run_id, self.project.target, started_wall.isoformat(), time.monotonic() - t0,
+                                skipped)
+            else:
+                rr = self._build(names, run_id, started_wall, t0, full_refresh, offline)
+                snapshot.save(self.db, self.project.nodes)
+        self.write_artifacts(rr)
+        return rr
+
+    def _noop(self, names: list[str], full_refresh: bool, offline: bool) -> list[dict] | None:
+        """The results of a run that builds nothing, if the snapshot shows that it would; else None."""
+        snap = snapshot.load(self.db.path)
+        if snap is None:
+            return None
+        states, self._rels, self._facts = snap
+        out = []
+        for name in names:
+            node = self.project.nodes[name]
+            base = {"name": name, "kind": node.kind, "seconds": 0.0, "rows": None, "message": "", "reason": ""}
+            if offline and node.network:
+                out.append({**base, "status": "skipped", "message": "offline: kept the stored table"})
+                continue
+            try:
+                missing = any(p not in states for p in node.depends_on)
+                if missing or self.reason(node, states, self._rels, set(), full_refresh, offline)[0]:
+                    break
+            except KtoBuildError:
+                break
+            out.append({**base, "status": "skipped", "message": "up to date",
+                        "rows": states[name].rows if name in states else None})
+        else:
+            return out
+        self._rels, self._facts = None, {}
+        return None
+
+    def _build(self, names, run_id: str, started_wall, t0: float, full_refresh: bool, offline: bool) -> RunResults:
         results: list[dict] = []
         rr = None
-        with self.db.writer_lock():
-            self.db.hold()  # one connection for the snapshot and the staleness checks; released before long nodes
-            states, rels = self._snapshot(write=True)
-            self._rels = rels
-            bad: dict[str, str] = {}  # failed or blocked node -> root failure
-            try:
-                for name in names:
-                    node = self.project.nodes[name]
-                    if node.short:
-                        self.db.let_readers_in()  # at least once a second between nodes
-                        self.db.hold()
-                    try:
-                        res = self._run_one(node, states, rels, bad, full_refresh, offline)
-                    except KeyboardInterrupt:  # what ran is committed; say so in run_results.json too
-                        results.append({"name": name, "kind": node.kind, "status": "interrupted", "rows": None,
-                                        "seconds": 0.0, "message": "interrupted (Ctrl+C)", "reason": ""})
-                        rr = RunResults(run_id, self.project.target, started_wall.isoformat(),
-                                        time.monotonic() - t0, results, interrupted=True)
-                        raise
-                    results.append(res)
-                    if res["status"] == "failed" or res.get("blocked_by"):
-                        bad[name] = res.get("blocked_by") or name
-                    if res["status"] == "built":
-                        rels[name] = node.materialized
-                seconds = time.monotonic() - t0
-                rr = RunResults(run_id, self.project.target, started_wall.isoformat(), seconds, results)
-                if any(r["status"] != "skipped" for r in results) or not names:
-                    self._log_run(rr, started_wall)
-            finally:
-                self.db.release()
-                if rr is not None and rr.interrupted:
-                    self.write_artifacts(rr)
-        self.write_artifacts(rr)
+        self.db.hold()  # one connection for the snapshot and the staleness checks; released before long nodes
+        states, rels = self._snapshot(write=True)
+        self._rels = rels
+        bad: dict[str, str] = {}  # failed or blocked node -> root failure
+        try:
+            for name in names:
+                node = self.project.nodes[name]
+                if node.short:
+                    self.db.let_readers_in()  # at least once a second between nodes
+                    self.db.hold()
+                try:
+                    res = self._run_one(node, states, rels, bad, full_refresh, offline)
+                except KeyboardInterrupt:  # what ran is committed; say so in run_results.json too
+                    results.append({"name": name, "kind": node.kind, "status": "interrupted", "rows": None,
+                                    "seconds": 0.0, "message": "interrupted (Ctrl+C)", "reason": ""})
+                    rr = RunResults(run_id, self.project.target, started_wall.isoformat(),
+                                    time.monotonic() - t0, results, interrupted=True)
+                    raise
+                results.append(res)
+                if res["status"] == "failed" or res.get("blocked_by"):
+                    bad[name] = res.get("blocked_by") or name
+                if res["status"] == "built":
+                    rels[name] = node.materialized
+            seconds = time.monotonic() - t0
+            rr = RunResults(run_id, self.project.target, started_wall.isoformat(), seconds, results)
+            if any(r["status"] != "skipped" for r in results) or not names:
+                self._log_run(rr, started_wall)
+        finally:
+            self.db.release()
+            if rr is not None and rr.interrupted:
+                self.write_artifacts(rr)
         return rr
 
     def _run_one(self, node: Node, states, rels, bad: dict, full_refresh: bool, offline: bool) -> dict:
@@ -284,6 +325,8 @@ class Runner:
             if self.project.target_dir.is_relative_to(self.project.root) else str(self.project.target_dir)
 
     def _log_traceback(self, node: Node) -> None:
+        import traceback  # lazy: only a crashed node needs it
+
         self.project.target_dir.mkdir(parents=True, exist_ok=True)
         with open(self.project.target_dir / "kto_build.log", "a", encoding="utf-8") as fh:
             fh.write(f"--- {utcnow().isoformat()} {node.kind} {node.name}\n{traceback.format_exc()}\n")
@@ -309,15 +352,24 @@ class Runner:
                 "nodes": nodes, "edges": edges}
 
     def write_manifest(self) -> None:
-        self._write_json("manifest.json", self.manifest())
+        """manifest.json, compact as dbt writes it (json's C encoder; indent=2 takes the slow Python one),
+        and only when it changed: it describes the project, so a no-op run leaves the same file."""
+        text = json.dumps(self.manifest(), default=str)
+        path = self.project.target_dir / "manifest.json"
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return
+        except OSError:
+            pass
+        self._write_json("manifest.json", text)
 
     def write_artifacts(self, rr: RunResults) -> None:
         self.write_manifest()
         self._write_json("run_results.json", rr.to_json())
 
-    def _write_json(self, name: str, data: dict) -> None:
+    def _write_json(self, name: str, data: dict | str) -> None:
         d = self.project.target_dir
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        tmp.write_text(data if isinstance(data, str) else json.dumps(data, indent=2, default=str), encoding="utf-8")
         tmp.replace(d / name)

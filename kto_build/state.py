@@ -30,6 +30,8 @@ SCHEMA = "_kto_build"
 GENERATION_CACHE = f"{SCHEMA}.generations"
 #: longest a run keeps its shared write connection before it lets readers in (between two nodes)
 HOLD_SECONDS = 1.0
+#: DuckDB files this process opened (tests check that a no-op run opens none)
+OPENS = 0
 _HOLDER = re.compile(r"Conflicting lock is held in (\S+) \(PID (\d+)\)")
 
 
@@ -315,6 +317,8 @@ def append_history(con: duckdb.DuckDBPyConnection, node: str, finished_at, statu
 
 def _connect(path: Path, display: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     """duckdb.connect with its failures as one line: DatabaseBusyError, CorruptDatabaseError or KtoBuildError."""
+    global OPENS
+    OPENS += 1
     try:
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:

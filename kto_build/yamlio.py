@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import KtoBuildError, did_you_mean
 
 
@@ -32,10 +30,11 @@ class YList(list):
     item_lines: list
 
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _loader_for(path: str, fast: bool = False):
+    import yaml
 
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader) if fast else yaml.SafeLoader
 
-def _loader_for(path: str, base=yaml.SafeLoader):
     class Loader(base):
         pass
 
@@ -64,13 +63,31 @@ def _loader_for(path: str, base=yaml.SafeLoader):
     return Loader
 
 
-def load_yaml(path: str | Path, display: str | None = None) -> Any:
-    """Load one YAML file; syntax errors become one-line KtoBuildErrors."""
+def load_yaml(path: str | Path, display: str | None = None, cache=None) -> Any:
+    """Load one YAML file; syntax errors become one-line KtoBuildErrors.
+
+    With a ``yaml_cache.YamlCache`` a file whose text was parsed before comes from there (the same YMaps,
+    lines and all) without importing yaml; only files that parsed cleanly are kept, so every error
+    message still comes from the parser.
+    """
     shown = display or str(path)
     text = Path(path).read_text(encoding="utf-8")
+    if cache is not None:
+        hit = cache.lookup(shown, text)
+        if hit is not None:
+            return hit
+    data = _parse(text, shown)
+    if cache is not None:
+        cache.store(shown, text, data)
+    return data
+
+
+def _parse(text: str, shown: str) -> Any:
+    import yaml
+
     try:
         try:  # libyaml's parser when there is one (~10x faster); its errors are worded by the Python parser
-            data = yaml.load(text, Loader=_loader_for(shown, _FAST_LOADER))  # noqa: S506 - SafeLoader subclass
+            data = yaml.load(text, Loader=_loader_for(shown, fast=True))  # noqa: S506 - SafeLoader subclass
         except yaml.MarkedYAMLError:
             data = yaml.load(text, Loader=_loader_for(shown))  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:

@@ -114,6 +114,11 @@ class Node:
     def stale_reason(self, ctx: NodeContext) -> str | None:
         return None
 
+    def db_facts(self, con) -> dict:
+        """What ``stale_reason`` reads from the database besides the state rows (kept in the run snapshot,
+        kto_build/snapshot.py, so a no-op run need not open the file; ``ctx.facts`` then holds them)."""
+        return {}
+
     def plan_detail(self, ctx: NodeContext) -> str | None:
         """Extra words for ``plan`` (e.g. how many calls a generator would make)."""
         return None
@@ -207,6 +212,8 @@ class NodeContext:
     #: the run's snapshot of relation name -> 'table' | 'view' (None: ask the database)
     relations: dict | None = None
     db: Database | None = None
+    #: this node's ``db_facts`` from a snapshot of the unchanged database file (None: read the database)
+    facts: dict | None = None
 
     def connect(self, read_only: bool = False):
         return self.db.connect(read_only=read_only)

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from ..datatests import run_model_tests
 from ..errors import KtoBuildError
 from ..sql import inline_vars, quote
 from .base import Node, NodeResult
@@ -66,6 +65,8 @@ class ModelNode(Node):
             rows = None
             if self.materialization == "table":
                 rows = tx.con.execute(f"SELECT count(*) FROM {quote(self.name)}").fetchone()[0]
+            from ..datatests import run_model_tests  # lazy: a no-op run does not import it
+
             tests = run_model_tests(tx.con, self, ctx.project.nodes)  # data tests right after the build
             tx.save(rows=rows, extra={"tests_failed": tests.error[:500]} if tests.error else None)
         return NodeResult(rows=rows, message=tests.error or "", warnings=tests.warnings,

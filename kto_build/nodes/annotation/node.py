@@ -173,14 +173,25 @@ class AnnotationNode(ResponseLog, Node):
             return "pull answers from Argilla"
         if ctx.state is None:
             return None
-        try:
-            with ctx.connect(read_only=True) as con:
-                version = self.log_version(con)
-        except Exception:
+        version = ctx.facts.get("log_version") if ctx.facts is not None else self._log_version(ctx)
+        if version is None:
             return None
         if list(version) != list(ctx.state.extra.get("log_version") or []):
             return "new answers in the log"
         return None
+
+    def _log_version(self, ctx: NodeContext) -> tuple | None:
+        try:
+            with ctx.connect(read_only=True) as con:
+                return self.log_version(con)
+        except Exception:
+            return None
+
+    def db_facts(self, con) -> dict:
+        try:
+            return {"log_version": list(self.log_version(con))}
+        except Exception:  # no log table yet: stale_reason then finds no new answers, as without a snapshot
+            return {"log_version": None}
 
     def plan_detail(self, ctx: NodeContext) -> str | None:
         if self.backend == "argilla":

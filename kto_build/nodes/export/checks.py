@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ...datatests import SAMPLE_ROWS
 from ...errors import did_you_mean
 from ...sql import literal, quote
 
@@ -100,6 +99,8 @@ def _row_errors(rep: FormatReport, con, q: str, fmt: str, shapes: dict[str, str]
         return con.execute(f"select count(*) from {q} where {where}").fetchone()[0]
 
     def sample(where: str) -> str:
+        from ...datatests import SAMPLE_ROWS  # lazy: loading a project with an export does not import it
+
         return f"select * from {q} where {where} limit {SAMPLE_ROWS}"
 
     for c, shape in shapes.items():
