@@ -89,10 +89,13 @@ def _snapshot(root: Path) -> dict:
         con = duckdb.connect(str(p), read_only=True)
     except duckdb.Error:  # a damaged file: it must stay byte for byte as it was
         return {"file": hashlib.md5(p.read_bytes()).hexdigest()}
-    try:  # every table's row count (the run log gains a row for a failed run: that is not data)
+    try:  # every table's row count (the run log and the build history gain a row for a failed run and a failed
+        # build: that is a record of what happened, not data)
         tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                              "WHERE NOT (schema_name = '_kto_build' AND table_name = 'runs')").fetchall()
-        counts = {f"{s}.{t}": con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchone()[0] for s, t in tables}
+        where = {("_kto_build", "node_history"): " WHERE status <> 'failed'"}
+        counts = {f"{s}.{t}": con.execute(f'SELECT count(*) FROM "{s}"."{t}"{where.get((s, t), "")}').fetchone()[0]
+                  for s, t in tables}
     finally:
         con.close()
     return counts
