@@ -99,6 +99,7 @@ def bench_kto(server: Server, texts: list[str], concurrency: int, latency: float
     try:
         make_project(root, texts, server.url, concurrency)
         server.reset()
+        load = os.getloadavg()
         t = time.perf_counter()
         rr = Project.load(root).run()
         wall = time.perf_counter() - t
@@ -124,7 +125,7 @@ def bench_kto(server: Server, texts: list[str], concurrency: int, latency: float
                 "fraction_of_ideal": round(calls / gen_seconds / ideal, 3),
                 "fraction_of_ideal_whole_run": round(calls / wall / ideal, 3),
                 "noop_rerun_seconds_api": round(noop_api, 4), "noop_rerun_seconds_cli": round(noop_cli, 3),
-                "noop_rerun_requests": 0}
+                "noop_rerun_requests": 0, "loadavg_at_start": [round(x, 2) for x in load]}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -146,7 +147,9 @@ def single_call_seconds(server: Server, n: int = 30) -> float:
         t = time.perf_counter()
         for _ in range(n):
             await dl.agenerate_one(llm, chat, kwargs)
-        return (time.perf_counter() - t) / n
+        seconds = (time.perf_counter() - t) / n
+        await dl.aclose(llm)  # in this loop: left to the garbage collector it closes from a later run's loop
+        return seconds
 
     return asyncio.run(go())
 

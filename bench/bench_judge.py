@@ -8,7 +8,8 @@ verdict and first-token log-probabilities. kto-build's judge node (records ->
 annotation's question -> judge through distilabel's OpenAILLM, log-probabilities
 asked for) judges every record with concurrency C. The figure is the judging
 phase's calls/s as a fraction of the ideal C / latency (target >= 0.9), and of
-C / (one call's measured round trip); its peer in the same script is a generator
+C / (one call's measured round trip); its peers in the same script are the bare openai SDK (AsyncOpenAI and a
+semaphore of C, same server, same process: judge calls/s / SDK calls/s is kto-build's own cost) and a generator
 on the same server with the same number of calls and the same concurrency
 (bench_generation's run), so a loaded machine shows as a ratio; then a no-op rerun (0 requests: its time,
 in-process and as the CLI) and a rerun after one record changed (1 request).
@@ -124,11 +125,49 @@ def bench(server: Server, n: int, concurrency: int, latency: float) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def bare_sdk(server: Server, n: int, concurrency: int, latency: float, aiohttp: bool = False) -> dict:
+    """The peer: the bare openai SDK (AsyncOpenAI, a semaphore of ``concurrency``) asking the same server for the
+    same kind of verdict (chat, log-probabilities, max 8 tokens), in this process as kto-build's judge runs;
+    ``aiohttp``: with ``http_client=openai.DefaultAioHttpClient()``."""
+    import asyncio
+
+    import openai
+
+    async def go() -> float:
+        http = {"http_client": openai.DefaultAioHttpClient()} if aiohttp else {}
+        client = openai.AsyncOpenAI(base_url=server.url, api_key="bench-key", max_retries=0, **http)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                msg = (f"Do you like this haiku?\n\nPrompt: Write a haiku about topic {i}.\n\nResponse: haiku "
+                       f"number {i}\nwritten for the bench\nas it was\n\nAnswer with one of: Yes, No.")
+                out = await client.chat.completions.create(
+                    model="test-model", messages=[{"role": "user", "content": msg}], temperature=0.0, max_tokens=8,
+                    logprobs=True, top_logprobs=10)
+                assert out.choices[0].message.content
+
+        async with client:
+            t = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(n)))
+            return time.perf_counter() - t
+
+    server.reset()
+    load = os.getloadavg()
+    seconds = asyncio.run(go())
+    assert server.stats()["requests"] == n
+    return {"client": "aiohttp" if aiohttp else "httpx", "calls_per_second": round(n / seconds, 1),
+            "fraction_of_ideal": round(n / seconds / (concurrency / latency), 3),
+            "loadavg_at_start": [round(x, 2) for x in load]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=2000)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[16])
+    ap.add_argument("--aiohttp", type=int, default=0, metavar="N",
+                    help="also N alternating bare-SDK runs each with httpx and with openai.DefaultAioHttpClient")
     ap.add_argument("--out", default=str(HERE / "results" / "judge.json"))
     args = ap.parse_args()
     os.environ[KEY_ENV] = "bench-key"
@@ -150,6 +189,13 @@ def main() -> None:
             g = bench_kto(server, prompts(args.records), c, args.latency)
             r["generator_calls_per_second"] = g["calls_per_second"]
             r["judge_over_generator"] = round(r["calls_per_second"] / g["calls_per_second"], 3)
+            log(f"peer: the bare openai SDK, {args.records} calls, concurrency {c}")
+            sdk = bare_sdk(server, args.records, c, args.latency)
+            r["bare_sdk_calls_per_second"] = sdk["calls_per_second"]
+            r["judge_over_bare_sdk"] = round(r["calls_per_second"] / sdk["calls_per_second"], 3)
+            if args.aiohttp:  # alternating runs: the SDK over httpx and over aiohttp
+                r["bare_sdk_runs"] = [sdk] + [bare_sdk(server, args.records, c, args.latency, aiohttp=k % 2 == 0)
+                                              for k in range(2 * args.aiohttp - 1)]
             results["kto_build_judge"].append(r)
             log(json.dumps(r))
     finally:
@@ -159,12 +205,14 @@ def main() -> None:
     print(f"\n{args.records} records, server latency {args.latency * 1000:.0f} ms, {os.cpu_count()} cores "
           f"(shared machine: load averages in the JSON)\n")
     print("| concurrency | ideal calls/s | judge calls/s | fraction of ideal | fraction of C / measured call "
-          "| generator calls/s (peer) | judge / generator | labelled / scored | no-op rerun: requests, API / CLI "
+          "| bare openai SDK calls/s (peer) | judge / bare SDK | generator calls/s (peer) | judge / generator "
+          "| labelled / scored | no-op rerun: requests, API / CLI "
           "| one changed record: requests |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results["kto_build_judge"]:
         print(f"| {r['concurrency']} | {r['ideal_calls_per_second']:.0f} | {r['calls_per_second']:.0f} | "
               f"{r['fraction_of_ideal']:.2f} | {r['fraction_of_measured_ideal']:.2f} | "
+              f"{r['bare_sdk_calls_per_second']:.0f} | {r['judge_over_bare_sdk']:.2f} | "
               f"{r['generator_calls_per_second']:.0f} | {r['judge_over_generator']:.2f} | "
               f"{r['labelled']} / {r['scored']} | {r['noop_rerun_requests']}, "
               f"{r['noop_rerun_seconds_api'] * 1000:.0f} ms / {r['noop_rerun_seconds_cli'] * 1000:.0f} ms | "

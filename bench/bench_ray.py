@@ -15,8 +15,9 @@ work, so figures are ratios between peers measured in the same section, not abso
   with `ray:` 2 actors, one per node (model loading excluded on both sides: the node's generation clock).
 - noop: a no-op rerun with `ray:` configured vs without (API and CLI): no cluster contact, same time.
 - commit: the driver's commit rate, rows/s of generation rows written in batches as the node writes them
-  (a connection per batch, one transaction, INSERT OR REPLACE ... VALUES with bound parameters), on an empty
-  cache and on one holding 1M rows; peer: the same batches inserted from one Arrow table each.
+  (``Batcher.commit``: one Arrow insert per batch, the write connection held across batches), batches of
+  200 and 2000, on an empty cache and on one holding 1M rows; peer: the path before (a connection per batch,
+  INSERT OR REPLACE ... VALUES with bound parameters).
 
 Writes (merges into) bench/results/ray.json.
 """
@@ -305,8 +306,9 @@ def _rows(start: int, n: int) -> list[tuple]:
     return out
 
 
-def commit_batches(db_path: Path, rows: list[tuple], batch: int) -> float:
-    """As the node commits: open the file, one transaction per batch, INSERT OR REPLACE in chunks of 500."""
+def commit_values(db_path: Path, rows: list[tuple], batch: int) -> float:
+    """The path before issue 11/12 (the peer): a new connection per batch, one transaction, INSERT OR REPLACE
+    with a parameterised VALUES list in chunks of 500."""
     from kto_build.nodes.generation import CACHE, CACHE_DDL, NAMES
     from kto_build.state import Database
 
@@ -326,25 +328,24 @@ def commit_batches(db_path: Path, rows: list[tuple], batch: int) -> float:
     return time.perf_counter() - t
 
 
-def commit_arrow(db_path: Path, rows: list[tuple], batch: int) -> float:
-    """The peer: the same batches handed to DuckDB as one Arrow table each (INSERT OR REPLACE ... SELECT)."""
-    import pyarrow as pa
+def commit_node(db_path: Path, rows: list[tuple], batch: int) -> float:
+    """The node's own path: ``Batcher.commit`` of ``GenerationRow``s through ``GenerationSink`` (one Arrow
+    insert per batch, the write connection held across batches and let go every HOLD_SECONDS)."""
+    from types import SimpleNamespace
 
-    from kto_build.nodes.generation import CACHE, CACHE_DDL, NAMES
+    from kto_build.nodes.generation import GenerationRow
+    from kto_build.nodes.generation.batcher import Batcher
+    from kto_build.nodes.generation.cache import GenerationSink
+    from kto_build.nodes.generation.calls import CallStats
     from kto_build.state import Database
 
-    db = Database(db_path)
+    ctx = SimpleNamespace(db=Database(db_path), reporter=None)
+    batcher = Batcher(ctx, GenerationSink("gens", "You write haiku.", []), batch, 5.0, CallStats())
+    objs = [GenerationRow(*r) for r in rows]
     t = time.perf_counter()
-    for b in range(0, len(rows), batch):
-        part = rows[b:b + batch]
-        tbl = pa.table({c: [r[i] for r in part] for i, c in enumerate(NAMES)})
-        with db.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(CACHE_DDL)
-            con.register("_batch", tbl)
-            con.execute(f"INSERT OR REPLACE INTO {CACHE} ({', '.join(NAMES)}) SELECT {', '.join(NAMES)} FROM _batch")
-            con.unregister("_batch")
-            con.execute("COMMIT")
+    for b in range(0, len(objs), batch):
+        batcher.commit(objs[b:b + batch])
+    batcher.close()
     return time.perf_counter() - t
 
 
@@ -367,9 +368,11 @@ def bench_commit(tmp: Path, rows_n: int, preload_n: int) -> dict:
     res = {"rows": rows_n, "loadavg_start": load(), "runs": []}
     rows = _rows(0, rows_n)
     for existing in (0, preload_n):
-        for batch, how, fn in ((100, "values", commit_batches), (1000, "values", commit_batches),
-                               (100, "arrow", commit_arrow), (1000, "arrow", commit_arrow)):
-            db = tmp / f"commit-{existing}-{batch}-{how}.duckdb"
+        for batch, how, fn in ((200, "before: values, open per batch", commit_values),
+                               (2000, "before: values, open per batch", commit_values),
+                               (200, "node: arrow, held connection", commit_node),
+                               (2000, "node: arrow, held connection", commit_node)):
+            db = tmp / f"commit-{existing}-{batch}-{fn.__name__}.duckdb"
             preload(db, existing)
             secs = fn(db, rows, batch)
             r = {"rows_in_cache_before": existing, "batch_size": batch, "insert": how, "seconds": round(secs, 3),

@@ -273,6 +273,20 @@ def is_async(llm: LLM) -> bool:
     return isinstance(llm, AsyncLLM)
 
 
+async def aclose(llm: LLM) -> None:
+    """Close an async LLM's HTTP client inside the event loop that used it. Left to the garbage collector, the
+    client (OpenAI's, httpx's) closes its connections from a later loop, or none, and prints "RuntimeError:
+    Event loop is closed" after the run; closed here it is not usable again (``load()`` makes a new one)."""
+    client = getattr(llm, "_aclient", None)
+    close = getattr(client, "close", None) or getattr(client, "aclose", None)
+    if close is None:
+        return
+    with contextlib.suppress(Exception):
+        done = close()
+        if inspect.isawaitable(done):
+            await done
+
+
 def logprob_kwargs(cls: type, n: int) -> dict:
     """The generation kwargs that make an LLM of class ``cls`` return the ``n`` most likely tokens per answer
     position, in distilabel's ``logprobs`` output ({} when it cannot): OpenAI-compatible chat

@@ -208,3 +208,34 @@ def test_local_executor_calls_the_server_with_extra_kwargs(llm_server):
     # the request's own kwargs reached the server
     assert all("temperature 0.1" in r.text for r in results), [r.text for r in results]
     assert llm_server.requests == 5
+
+
+def test_local_executor_closes_its_http_clients_in_the_loop_that_used_them(llm_server):
+    """Closed by ``run`` itself: left to the garbage collector after asyncio.run has ended, httpx printed
+    "RuntimeError: Event loop is closed" after a run (or closed them from a later run's loop)."""
+    from kto_build.nodes.generation.calls import run_async
+    from kto_build.nodes.generation.local import LocalExecutor
+
+    m = ModelEntry("srv", "OpenAILLM", {"model": "test-model", "base_url": llm_server.url}, {"max_new_tokens": 8},
+                   None, 4, 0, 30.0)
+    ex = LocalExecutor()
+    ex.start([m], {"srv": "sk-x"})
+
+    class OpenGate:
+        async def wait(self, model):
+            return True
+
+        def started(self, request):
+            pass
+
+    async def collect():
+        return [r async for r in ex.run(reqs, OpenGate())]
+
+    reqs = [CallRequest(f"k{i}", [{"role": "user", "content": f"prompt {i}"}], m) for i in range(6)]
+    client = ex.llms["srv"]._aclient
+    try:
+        results = run_async(collect())
+        assert [r.status for r in results] == ["ok"] * 6 and llm_server.requests == 6
+        assert client.is_closed()
+    finally:
+        ex.close()

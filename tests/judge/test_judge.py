@@ -183,3 +183,19 @@ def test_kill9_mid_run_loses_at_most_the_batches_in_flight(jproj):
     assert jproj.run().ok
     assert srv.requests == 120 - len(committed)  # nothing committed is asked again
     assert jproj.scalar("select count(*) from judge where status = 'ok'") == 120
+
+
+def test_cli_run_of_a_generator_and_a_judge_ends_without_a_traceback(jproj):
+    """The LLM clients are closed inside the event loop that used them: nothing is printed after the run
+    (it used to end with "RuntimeError: Event loop is closed" from httpx when they were garbage-collected)."""
+    judge_yml = (jproj.root / "sources.yml").read_text(encoding="utf-8")
+    jproj.write("sources.yml", judge_yml.replace(
+        "prompts:\n", "prompts:\n  asks:\n    path: data/records.jsonl\n    text: prompt\n    id: id\n", 1)
+        + "generators:\n  gens:\n    prompts: asks\n    batch_size: 4\n    models:\n"
+        + "      " + jproj.model_entry().strip("\n").replace("\n", "\n      ") + "\n")
+    res = jproj.cli("run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert jproj.server.requests == 20  # 10 generations, 10 judgements
+    assert jproj.scalar("select count(*) from gens where status = 'ok'") == 10
+    assert jproj.scalar("select count(*) from judge where status = 'ok'") == 10
+    assert "Traceback" not in res.stderr and "Event loop is closed" not in res.stderr, res.stderr

@@ -59,20 +59,56 @@ class GenerationRow:
         return tuple(getattr(self, n) for n in NAMES)
 
 
-COLUMNS = tuple((f.name, f.metadata["sql"]) for f in dataclasses.fields(GenerationRow))
-NAMES = [c for c, _ in COLUMNS]
-CACHE_DDL = f"CREATE TABLE IF NOT EXISTS {CACHE} (" + ", ".join(f"{c} {t}" for c, t in COLUMNS) + ")"
+_ARROW = {"VARCHAR": "string", "JSON": "string", "INTEGER": "int32", "DOUBLE": "float64", "TIMESTAMP": "timestamp"}
 
 
-def ensure_cache(con) -> None:
-    """Create the cache table, or add the columns an older kto-build did not have."""
-    con.execute(CACHE_DDL)
-    have = {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
-        [SCHEMA, CACHE_TABLE]).fetchall()}
-    for name, sql_type in COLUMNS:
-        if name not in have:
-            con.execute(f"ALTER TABLE {CACHE} ADD COLUMN IF NOT EXISTS {name} {sql_type.split()[0]}")
+class CacheTable:
+    """A cache table whose columns are a row dataclass's fields (``metadata["sql"]``): the one definition of its
+    DDL, of the columns an older database gets added, and of the batch insert both cache sinks commit with."""
+
+    def __init__(self, table: str, row_type: type):
+        self.table, self.name = table, f"{SCHEMA}.{table}"
+        self.columns = tuple((f.name, f.metadata["sql"]) for f in dataclasses.fields(row_type))
+        self.names = [c for c, _ in self.columns]
+        self.ddl = f"CREATE TABLE IF NOT EXISTS {self.name} (" + ", ".join(f"{c} {t}" for c, t in self.columns) + ")"
+
+    def ensure(self, con) -> None:
+        """Create the table, or add the columns an older kto-build did not have (NULL in old rows)."""
+        con.execute(self.ddl)
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
+            [SCHEMA, self.table]).fetchall()}
+        for name, sql_type in self.columns:
+            if name not in have:
+                con.execute(f"ALTER TABLE {self.name} ADD COLUMN IF NOT EXISTS {name} {sql_type.split()[0]}")
+
+    def insert(self, con, rows: list) -> None:
+        """INSERT OR REPLACE ``rows`` (a retried failure replaces its row) as one Arrow table, in the caller's
+        transaction: ~10x cheaper than a parameterised VALUES list of the same rows."""
+        import pyarrow as pa  # only when there is something to commit: a no-op run imports none of it
+
+        con.execute(self.ddl)
+        if not rows:
+            return
+        arrays = {}
+        for name, sql_type in self.columns:
+            kind = _ARROW[sql_type.split()[0]]
+            pa_type = pa.timestamp("us") if kind == "timestamp" else getattr(pa, kind)()
+            arrays[name] = pa.array([getattr(r, name) for r in rows], type=pa_type)
+        view = f"_kto_batch_{self.table}"
+        con.register(view, pa.table(arrays))
+        try:
+            cols = ", ".join(self.names)
+            con.execute(f"INSERT OR REPLACE INTO {self.name} ({cols}) SELECT {cols} FROM {view}")
+        finally:
+            con.unregister(view)
+
+
+TABLE = CacheTable(CACHE_TABLE, GenerationRow)
+COLUMNS = TABLE.columns
+NAMES = TABLE.names
+CACHE_DDL = TABLE.ddl
+ensure_cache = TABLE.ensure
 
 
 def generation_id(prompt: str, system_prompt: str | None, model_fingerprint: str, sample_index: int) -> str:
@@ -161,9 +197,4 @@ class GenerationSink:
 
     def commit(self, con, rows: list[GenerationRow]) -> None:
         """Insert (or replace: a retried failure) ``rows`` in the caller's transaction."""
-        con.execute(CACHE_DDL)
-        placeholders = "(" + ", ".join("?" for _ in NAMES) + ")"
-        for i in range(0, len(rows), 500):
-            chunk = rows[i:i + 500]
-            con.execute(f"INSERT OR REPLACE INTO {CACHE} ({', '.join(NAMES)}) VALUES "
-                        + ", ".join(placeholders for _ in chunk), [v for r in chunk for v in r.values()])
+        TABLE.insert(con, rows)

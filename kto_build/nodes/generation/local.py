@@ -113,6 +113,9 @@ class LocalExecutor:
         finally:
             for t in [*workers, finisher]:
                 t.cancel()
+            await asyncio.gather(*workers, finisher, return_exceptions=True)
+            for llm in self.llms.values():  # in this loop, not when the garbage collector finds them later
+                await self.dl.aclose(llm)
 
     @staticmethod
     async def _finish(workers: list[asyncio.Task], out: asyncio.Queue) -> None:

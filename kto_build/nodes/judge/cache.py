@@ -11,13 +11,13 @@ under new keys, and switching back finds the old verdicts. Verdicts with status
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...state import SCHEMA, utcnow
+from ..generation.cache import CacheTable
 from .verdict import answer_position, rationale_of, read_verdict
 
 if TYPE_CHECKING:
@@ -64,22 +64,14 @@ class JudgementRow:
         return tuple(getattr(self, n) for n in NAMES)
 
 
-COLUMNS = tuple((f.name, f.metadata["sql"]) for f in dataclasses.fields(JudgementRow))
-NAMES = [c for c, _ in COLUMNS]
-CACHE_DDL = f"CREATE TABLE IF NOT EXISTS {CACHE} (" + ", ".join(f"{c} {t}" for c, t in COLUMNS) + ")"
+TABLE = CacheTable(CACHE_TABLE, JudgementRow)
+COLUMNS = TABLE.columns
+NAMES = TABLE.names
+CACHE_DDL = TABLE.ddl
+ensure_cache = TABLE.ensure
 #: the judge node's table: the contract's columns, in this order
 TABLE_COLUMNS = ("record_id", "judge_model", "label", "score", "rationale", "raw", "status", "error", "created_at",
                  "worker")
-
-
-def ensure_cache(con) -> None:
-    con.execute(CACHE_DDL)
-    have = {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?",
-        [SCHEMA, CACHE_TABLE]).fetchall()}
-    for name, sql_type in COLUMNS:
-        if name not in have:
-            con.execute(f"ALTER TABLE {CACHE} ADD COLUMN IF NOT EXISTS {name} {sql_type.split()[0]}")
 
 
 def judgement_id(prompt: str, completion: str, template_fingerprint: str, model_fingerprint: str) -> str:
@@ -144,9 +136,4 @@ class JudgementSink:
 
     def commit(self, con, rows: list[JudgementRow]) -> None:
         """Insert (or replace: a retried failure) ``rows`` in the caller's transaction."""
-        con.execute(CACHE_DDL)
-        placeholders = "(" + ", ".join("?" for _ in NAMES) + ")"
-        for i in range(0, len(rows), 500):
-            chunk = rows[i:i + 500]
-            con.execute(f"INSERT OR REPLACE INTO {CACHE} ({', '.join(NAMES)}) VALUES "
-                        + ", ".join(placeholders for _ in chunk), [v for r in chunk for v in r.values()])
+        TABLE.insert(con, rows)
