@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from .errors import KtoBuildError, did_you_mean
 
 
-@dataclass
+@dataclass(eq=False)
 class Graph:
+    """The lineage DAG: nodes in build order, with their parents and children."""
+
     parents: dict[str, list[str]]
     children: dict[str, list[str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)

@@ -95,8 +95,9 @@ def _value_col(path: Path, line: int | None, key: str) -> int | None:
     return at + len(key) + 2 + (len(rest) - len(rest.lstrip()))
 
 
-@dataclass
+@dataclass(eq=False)
 class Project:
+    """A loaded project: its config, its nodes and their graph, for one target and its vars."""
     root: Path
     name: str
     target: str

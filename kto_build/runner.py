@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class PlanItem:
+    """One node's line in a plan: build or skip, and why."""
+
     name: str
     kind: str
     action: str  # build | skip
@@ -40,6 +42,8 @@ class PlanItem:
 
 @dataclass
 class Plan:
+    """What a run would build, in build order."""
+
     items: list[PlanItem]
     target: str
 
@@ -52,6 +56,8 @@ class Plan:
 
 @dataclass
 class RunResults:
+    """What a run did: per node status, rows, seconds and messages (run_results.json)."""
+
     run_id: str
     target: str
     started_at: str

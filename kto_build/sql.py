@@ -27,6 +27,8 @@ LOCAL_SCHEMAS = ("", "main")
 
 @dataclass(frozen=True)
 class Reference:
+    """A relation a model's SQL refers to."""
+
     name: str
     line: int
     col: int

@@ -91,6 +91,8 @@ ALTER TABLE {SCHEMA}.node_history ADD COLUMN IF NOT EXISTS message VARCHAR;
 
 @dataclass
 class NodeState:
+    """A node's stored state row (_kto_build.nodes): fingerprint, data version, rows, build time."""
+
     name: str
     kind: str
     fingerprint: str

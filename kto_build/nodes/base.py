@@ -58,8 +58,10 @@ class ProjectView(Protocol):
     def database(self) -> Database: ...
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two nodes are never equal by their fields
 class Node:
+    """A node of the lineage graph: the contract every kind implements (docs/architecture.md)."""
+
     name: str
     path: str
     line: int
@@ -178,8 +180,10 @@ class NullProgress:
 
 
 # ------------------------------------------------------------------ contexts
-@dataclass
+@dataclass(eq=False)
 class Tx:
+    """A node's write transaction: what it saves commits with its data, or nothing does."""
+
     con: duckdb.DuckDBPyConnection
     ctx: NodeContext
     saved: NodeState | None = None
@@ -194,7 +198,7 @@ class Tx:
         write_state(self.con, self.saved)
 
 
-@dataclass
+@dataclass(eq=False)
 class NodeContext:
     """What a node's ``run`` and ``stale_reason`` may use."""
 

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
 _LINE = re.compile(r"LINE (\d+):")
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two nodes are never equal by their fields
 class ModelNode(Node):
+    """A models/*.sql SELECT, materialized as a table or a view, with its data tests."""
+
     sql: str = ""
     normalized_sql: str = ""
     used_vars: list[str] = field(default_factory=list)

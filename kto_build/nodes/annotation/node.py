@@ -53,8 +53,10 @@ ARGILLA_SPEC = Map({
 QUESTION_SPEC = Map({"name": STR, "title": STR, "labels": List(SCALAR)}, required=("name", "labels"))
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two nodes are never equal by their fields
 class AnnotationNode(ResponseLog, Node):
+    """An annotation: records pushed to people (Argilla or the local page) and their answers logged."""
+
     records: str = ""
     backend: str = "local"
     question: str = "label"
@@ -323,8 +325,10 @@ class AnnotationNode(ResponseLog, Node):
         return fetched, new_rows, version
 
 
-@dataclass
+@dataclass(eq=False)
 class _PushPlan:
+    """What one Argilla push sends."""
+
     spec: Any
     ds: Any
     created: bool

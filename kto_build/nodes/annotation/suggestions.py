@@ -46,6 +46,8 @@ LOG_DDL = f"""CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
 
 @dataclass(frozen=True)
 class Suggestion:
+    """A judge's verdict shown to people as a suggestion on one record."""
+
     record_id: str
     value: str
     score: float | None

@@ -21,6 +21,8 @@ COLUMNS = {"kto": ("prompt", "completion", "label"), "dpo": ("prompt", "chosen",
 
 @dataclass
 class FormatReport:
+    """The TRL format check of an export: errors that stop it, warnings that do not."""
+
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)

@@ -61,8 +61,9 @@ HUB_SPEC = Map({"repo_id": STR, "private": BOOL, "config_name": STR, "split": ST
                 "commit_message": STR, "revision": STR}, required=("repo_id",))
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two nodes are never equal by their fields
 class ExportNode(Node):
+    """An export: a model written as a Hugging Face dataset (KTO, DPO or raw) with its card."""
     model: str = ""
     format: str = "kto"
     style: str = "standard"

@@ -43,8 +43,10 @@ if TYPE_CHECKING:
     from .calls import CallStats
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two nodes are never equal by their fields
 class GenerationNode(Node):
+    """A generator: prompts x models x samples through distilabel LLMs, cached by content."""
+
     prompts: str = ""
     system_prompt: str | None = None
     num_generations: int = 1

@@ -61,6 +61,8 @@ MODEL_SPEC = Map(MODEL_KEYS, required=("name", "llm"))
 
 @dataclass
 class ModelEntry:
+    """One entry of a generator's or a judge's models: the LLM, its params and its call settings."""
+
     name: str
     llm: str
     params: dict

@@ -47,8 +47,10 @@ if TYPE_CHECKING:
 DEFAULT_LOGPROBS = 10
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two nodes are never equal by their fields
 class JudgeNode(Node):
+    """A judge: a model's verdict on each record, answering an annotation's question (AI feedback)."""
+
     records: str = ""
     annotation: str = ""
     template: str = DEFAULT_TEMPLATE
