@@ -45,7 +45,7 @@ def build_site(project, out: str | Path | None = None) -> dict:
             body, extra[name] = _node_body(snap, node, plotter, out)
             _write(out / "nodes" / f"{name}.html", page(f"{node.kind} {name}", body, "../", project.name))
             written.append(f"nodes/{name}.html")
-        index = _index(snap, plotter, edges, lambda: snap.cache.get("layout", layout_key, job.result))
+        index = _index(snap, plotter, edges, lambda: snap.cache.get("layout", layout_key, lambda: job.result()))
     plotter.flush()
     _write(out / "index.html", page(project.name, index, "", project.name))
     _write(out / "site.css", CSS)

@@ -30,3 +30,22 @@ def test_layout_is_the_same_in_processes_with_different_hash_seeds():
     assert len({tuple(v) for v in first.values()}) == 60  # every node has its own place
     for seed in ("2", "3", "12345"):
         assert _layout_in_process(seed) == first
+
+
+def test_a_second_docs_build_reuses_the_cached_layout(tmp_path):
+    """The rebuild over an existing site takes the DAG layout from the site's build cache (no layout job)."""
+    from tests.docs.conftest import kto
+
+    root = tmp_path / "tiny"
+    (root / "models").mkdir(parents=True)
+    (root / "project.yml").write_text("name: tiny\n")
+    (root / "models" / "a.sql").write_text("select 1 as x\n")
+    (root / "models" / "b.sql").write_text("select x from a\n")
+    kto(root, "run")
+    kto(root, "docs")
+    index = (root / "target" / "docs" / "index.html").read_text()
+    cache = json.loads((root / "target" / "docs" / ".cache.json").read_text())
+    assert any(k.startswith("layout:") for k in cache["entries"])
+    again = kto(root, "docs", check=False)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert (root / "target" / "docs" / "index.html").read_text() == index
