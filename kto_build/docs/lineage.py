@@ -10,6 +10,16 @@ agree on every model the walk handles."""
 from __future__ import annotations
 
 
+def warm_up() -> None:
+    """Import and set up what ``model_lineage`` uses on its common path (sqlglot, its scopes, the dialect's
+    tokenizer and parser)."""
+    from sqlglot.optimizer.scope import build_scope  # noqa: F401
+
+    from .sqltok import parse
+
+    parse("select 1 as x")
+
+
 def model_lineage(sql: str, columns: list[str], schema: dict[str, dict[str, str]]) -> dict[str, list[dict]]:
     """{column: [{table, column}]}; a column sqlglot cannot trace gets []."""
     from sqlglot.errors import SqlglotError
