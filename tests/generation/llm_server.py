@@ -302,7 +302,12 @@ class LLMServer:
 
 
 def _logprobs(text: str, first: dict | None, top: int) -> list[tuple[str, dict]]:
-    """Per answer word: (the chosen token, its alternatives {token: logprob}, most likely first)."""
+    """Per answer word: (the chosen token, its alternatives {token: logprob}, most likely first). An answer with
+    no word (whitespace, or the end of text at once, as a tiny model may give) still has its one position."""
+    if not text.split() and first:  # the chosen token (the whitespace) has the probability left over
+        rest = max(1e-6, 1.0 - sum(math.exp(v) for v in first.values()))
+        alts = dict(sorted({**first, text: math.log(rest)}.items(), key=lambda kv: -kv[1])[:max(1, top)])
+        return [(text, {**alts, text: math.log(rest)})]
     out = []
     for i, word in enumerate(text.split()):
         tok = word if i == 0 else " " + word

@@ -107,6 +107,22 @@ def test_logprobs_give_the_label_and_a_calibrated_score(jproj):
     assert rows["r01"][2] is None and rows["r01"][4] == "unparsed"
 
 
+def test_an_empty_answer_with_logprobs_still_gives_a_label(jproj):
+    """A tiny model may answer nothing but whitespace; the label tokens' probabilities still say what it chose.
+    Without logprobs an empty answer stays a failed call (retried next run)."""
+    srv = jproj.server
+    srv.configure(replies={"GOOD": {"text": " ", "first": lp(Yes=0.7, No=0.1)},
+                           "BAD": {"text": "", "first": lp(No=0.8, Yes=0.2)}})
+    assert jproj.run().ok
+    rows = {r[0]: r for r in jproj.verdicts()}
+    assert (rows["r01"][2], rows["r01"][4]) == ("Yes", "ok") and rows["r01"][3] == pytest.approx(0.875)
+    assert (rows["r00"][2], rows["r00"][4]) == ("No", "ok") and rows["r00"][3] == pytest.approx(0.8)
+    jproj.judge(settings="batch_size: 5\nbackoff: 0.01\nmax_failed_fraction: 1.0\nlogprobs: 0")
+    jproj.run()
+    rows = {r[0]: r for r in jproj.verdicts()}
+    assert rows["r00"][4] == "failed" and "empty" in rows["r00"][5]
+
+
 def test_several_judge_models(jproj):
     srv = jproj.server
     jproj.judge(models=jproj.judge_entry("judge-a", "model-a") + jproj.judge_entry("judge-b", "model-b"))
