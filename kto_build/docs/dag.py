@@ -43,11 +43,14 @@ def _layout_class():
     return FastSugiyama
 
 
-def _graph(names: list[str], edges: list[tuple[str, str]]):
-    """grandalf's graph of ``names``. grandalf keeps vertices and edges in sets and dicts: hashed by id() (its
-    default) their order, and so the picture, changed from one process to the next; hashed by their position
-    in ``names`` the layout is the same in every process."""
-    from grandalf.graphs import Edge, Graph, Vertex
+def _components(names: list[str], edges: list[tuple[str, str]]) -> list:
+    """grandalf's connected components (``graph_core``) of the graph, in a fixed order.
+
+    grandalf keeps vertices and edges in sets and dicts: hashed by id() (its default) their order, and so the
+    picture, changed from one process to the next; hashed by their position in ``names`` the layout is the
+    same in every process. The components are found here (union-find) rather than by grandalf's ``Graph``,
+    whose constructor compares whole vertex sets per edge (quadratic: ~2 s for 500 models)."""
+    from grandalf.graphs import Edge, Vertex, graph_core
 
     class _View:
         def __init__(self):
@@ -65,18 +68,37 @@ def _graph(names: list[str], edges: list[tuple[str, str]]):
         def __hash__(self):
             return hash((self.v[0].order, self.v[1].order))
 
-    vs = {n: _Vertex(n, i) for i, n in enumerate(names)}
-    return Graph(list(vs.values()), [_Edge(vs[a], vs[b]) for a, b in edges if a in vs and b in vs])
+    index = {n: i for i, n in enumerate(names)}
+    parent = list(range(len(names)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    pairs = [(index[a], index[b]) for a, b in edges if a in index and b in index]
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    vs = [_Vertex(n, i) for i, n in enumerate(names)]
+    groups: dict[int, tuple[list, list]] = {}
+    for i, v in enumerate(vs):
+        groups.setdefault(root(i), ([], []))[0].append(v)
+    for a, b in pairs:
+        groups[root(a)][1].append(_Edge(vs[a], vs[b]))
+    return [graph_core(members, links) for members, links in groups.values()]
 
 
 def layout(names: list[str], edges: list[tuple[str, str]]) -> dict[str, tuple[float, float]]:
     """Node centre coordinates (x to the right = downstream), per connected component stacked vertically."""
     _import_grandalf()
-    graph = _graph(names, edges)
+    components = _components(names, edges)
     sugiyama = _layout_class()
     pos: dict[str, tuple[float, float]] = {}
     offset = 0.0
-    for comp in sorted(graph.C, key=lambda c: -len(c.sV)):
+    for comp in sorted(components, key=lambda c: -len(c.sV)):
         lay = sugiyama(comp)
         lay.xspace, lay.yspace = 14, 50
         lay.init_all()
