@@ -129,6 +129,12 @@ def _card(node, out: Path) -> str | None:
 # ------------------------------------------------------------ models
 def _lineage_args(snap, node) -> tuple | None:
     """(cache key, sql, columns, parents' schema) of a model's column lineage; None when it has none."""
+    if node.name not in snap.lineage_args:
+        snap.lineage_args[node.name] = _compute_lineage_args(snap, node)
+    return snap.lineage_args[node.name]
+
+
+def _compute_lineage_args(snap, node) -> tuple | None:
     cols = list(snap.cols(node.name))
     if not cols or snap.con is None:
         return None

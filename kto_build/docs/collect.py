@@ -66,6 +66,7 @@ class Snapshot:
     manifest: dict | None = None
     cache: Any = None  # a DocsCache (cache.py) when building a site
     plotter: Any = None  # charts for node pages (paths relative to nodes/), when building a site
+    lineage_args: dict = field(default_factory=dict)  # model -> (key, sql, columns, schema), computed once
     history: dict = field(default_factory=dict)  # node -> [{finished_at, status, rows, seconds, fingerprint}]
     _results: dict | None = None
 
