@@ -95,6 +95,18 @@ def kto(root: Path, *args: str, check: bool = True, env: dict | None = None) -> 
     return r
 
 
+def tiny_project(root: Path, project_yml: str = "", **models: str) -> Path:
+    """A project of plain SQL models (``name=sql``; default: ``a`` and ``b`` reading it), built once."""
+    from tests.helpers import ProjectDir
+
+    p = ProjectDir(root)
+    p.write("project.yml", f"name: {root.name}\n{project_yml}")
+    for name, sql in (models or {"a": "select 1 as x", "b": "select x from a"}).items():
+        p.write(f"models/{name}.sql", sql + "\n")
+    kto(root, "run")
+    return root
+
+
 @pytest.fixture(scope="session")
 def docs_project(tmp_path_factory) -> Path:
     """The project built, answered and built again; returns its root (the site is not built yet)."""

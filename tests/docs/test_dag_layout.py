@@ -34,14 +34,9 @@ def test_layout_is_the_same_in_processes_with_different_hash_seeds():
 
 def test_a_second_docs_build_reuses_the_cached_layout(tmp_path):
     """The rebuild over an existing site takes the DAG layout from the site's build cache (no layout job)."""
-    from tests.docs.conftest import kto
+    from tests.docs.conftest import kto, tiny_project
 
-    root = tmp_path / "tiny"
-    (root / "models").mkdir(parents=True)
-    (root / "project.yml").write_text("name: tiny\n")
-    (root / "models" / "a.sql").write_text("select 1 as x\n")
-    (root / "models" / "b.sql").write_text("select x from a\n")
-    kto(root, "run")
+    root = tiny_project(tmp_path / "tiny")
     kto(root, "docs")
     index = (root / "target" / "docs" / "index.html").read_text()
     cache = json.loads((root / "target" / "docs" / ".cache.json").read_text())

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import duckdb
 
-from .conftest import kto
+from .conftest import kto, tiny_project
+
+TABLES = "models:\n  materialized: table\n"
 
 
 def _history(root: Path) -> list[tuple]:
@@ -27,12 +29,7 @@ def _section(root: Path, node: str) -> str:
 
 
 def test_history_appends_per_build_and_pages_show_it(tmp_path):
-    root = tmp_path / "tiny"
-    (root / "models").mkdir(parents=True)
-    (root / "project.yml").write_text("name: tiny\nmodels:\n  materialized: table\n")
-    (root / "models" / "a.sql").write_text("select 1 as x\n")
-    (root / "models" / "b.sql").write_text("select x from a\n")
-    kto(root, "run")
+    root = tiny_project(tmp_path / "tiny", TABLES)
     first = _history(root)
     assert [(n, s, r) for n, s, r, _, _ in first] == [("a", "built", 1), ("b", "built", 1)]
     (root / "models" / "b.sql").write_text("select x, 2 as y from a union all select 3, 4\n")
@@ -68,10 +65,7 @@ def test_history_appends_per_build_and_pages_show_it(tmp_path):
 
 def _old_database(root: Path, change: str) -> None:
     """A one-model project, built, then its database altered by ``change`` as if made by an older kto-build."""
-    (root / "models").mkdir(parents=True)
-    (root / "project.yml").write_text(f"name: {root.name}\nmodels:\n  materialized: table\n")
-    (root / "models" / "a.sql").write_text("select 1 as x\n")
-    kto(root, "run")
+    tiny_project(root, TABLES, a="select 1 as x")
     con = duckdb.connect(str(root / "target" / "kto_build.duckdb"))
     con.execute(change)
     con.close()
