@@ -351,8 +351,7 @@ async def agenerate_full(llm: LLM, chat: Any, kwargs: dict, timeout: float | Non
         generations, stats = list(out or []), {}
     text = generations[0] if generations else None
     if kwargs.get("logprobs") and extras and extras.get("logprobs") and (text is None or isinstance(text, str)):
-        # asked for log-probabilities and got them: an empty answer still has its first token's alternatives
-        # (a judge reads its label from them), so it is an answer, not a failed call
+        # logprobs asked for and given: an empty answer's alternatives still say what it chose (a judge's label)
         return text or "", _first(stats.get("input_tokens")), _first(stats.get("output_tokens")), extras
     if text is None or not isinstance(text, str) or not text.strip():
         why = "the backend returned no text" if not isinstance(text, str) else "empty completion"
