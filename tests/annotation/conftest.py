@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -157,3 +159,18 @@ def project_factory(tmp_path):
         return make_project(tmp_path / name, **kw)
 
     return make
+
+
+@contextlib.contextmanager
+def page_server(cmd: list[str]):
+    """The local annotation page served by ``cmd`` (a process that prints its http://127.0.0.1:PORT/ first);
+    yields that URL and stops the process."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"http://127\.0\.0\.1:\d+/", line)
+    assert m, line + (proc.stdout.read() if proc.poll() is not None else "")
+    try:
+        yield m.group(0)
+    finally:
+        stop(proc)
+        proc.stdout.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from tests.helpers import chromium
 
-from .conftest import KTO, kto, stop
+from .conftest import KTO, kto, page_server
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +27,8 @@ def browser():
 def annotate_server(project_factory):
     root = project_factory(n=4)
     kto(root, "run")
-    proc = subprocess.Popen([KTO, "--project-dir", str(root), "annotate", "--port", "0", "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"http://127\.0\.0\.1:\d+/", line)
-    assert m, line + (proc.stdout.read() if proc.poll() is not None else "")
-    try:
-        yield root, m.group(0)
-    finally:
-        stop(proc)
-        proc.stdout.close()
+    with page_server([KTO, "--project-dir", str(root), "annotate", "--port", "0", "--no-browser"]) as url:
+        yield root, url
 
 
 def wait_text(driver, element_id, pattern, seconds=10):

@@ -7,8 +7,6 @@ project wiring does for a judge node whose ``annotation`` is this node.
 
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -18,7 +16,7 @@ import pytest
 
 from tests.helpers import chromium
 
-from .conftest import kto, stop
+from .conftest import kto, page_server
 
 pytestmark = pytest.mark.slow
 
@@ -52,16 +50,8 @@ def page(project_factory):
               ("g00001", "judge-small", "No", None, "ok"), ("g00002", "judge-small", None, None, "unparsed")]:
         q(root, "INSERT INTO fake_judge VALUES (?, ?, ?, ?, 'r', 'raw', ?, NULL, ?, 'host:1')",
           [*r, datetime(2026, 1, 1)], read_only=False)
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(root)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"http://127\.0\.0\.1:\d+/", line)
-    assert m, line + (proc.stdout.read() if proc.poll() is not None else "")
-    try:
-        yield root, m.group(0)
-    finally:
-        stop(proc)
-        proc.stdout.close()
+    with page_server([sys.executable, "-c", SERVE, str(root)]) as url:
+        yield root, url
 
 
 def shows(d, completion, note, suggested, focused) -> None:
