@@ -67,7 +67,7 @@ class Batcher:
             except BaseException:
                 self._close()
                 raise
-            if time.monotonic() - self._con_since >= HOLD_SECONDS or self._reader_waits():
+            if self._let_go_due():
                 self._close()  # readers get in between batches
 
     def _connection(self, retries: float):
@@ -76,6 +76,10 @@ class Batcher:
             self._held = stack.enter_context(self.ctx.db.connect(retries=retries))
             self._con, self._con_since = stack, time.monotonic()
         return self._held
+
+    def _let_go_due(self) -> bool:
+        """The held connection has been open HOLD_SECONDS, or a reader waits for the file."""
+        return time.monotonic() - self._con_since >= HOLD_SECONDS or self._reader_waits()
 
     def _reader_waits(self) -> bool:
         with contextlib.suppress(OSError):
@@ -133,8 +137,7 @@ class Batcher:
 
     def _release_if_due(self) -> None:
         with self._lock:
-            if self._con is not None and (time.monotonic() - self._con_since >= HOLD_SECONDS
-                                          or self._reader_waits()):
+            if self._con is not None and self._let_go_due():
                 self._close()
 
     def _busy(self, n: int, exc: DatabaseBusyError) -> None:
