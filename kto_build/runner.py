@@ -229,7 +229,7 @@ class Runner:
             for name in names:
                 node = self.project.nodes[name]
                 if node.short:
-                    self.db.let_readers_in()  # at least once a second between nodes
+                    self.db.let_readers_in()  # a waiting reader gets in between two nodes
                     self.db.hold()
                 try:
                     res = self._run_one(node, states, rels, bad, full_refresh, offline)

@@ -125,7 +125,8 @@ def runnable(statement: str, used_vars: list[str], values: dict) -> str:
 
 def normalized(tree: exp.Expression) -> str:
     """Canonical SQL text: no comments, one spacing, same casing rules."""
-    return tree.sql(dialect=DIALECT, comments=False, normalize=False, pretty=False)
+    # copy=False: sqlglot otherwise deep-copies the tree first (~4 ms per model); callers read the tree before
+    return tree.sql(dialect=DIALECT, comments=False, normalize=False, pretty=False, copy=False)
 
 
 def fingerprint(*parts: object) -> str:

@@ -79,12 +79,7 @@ class Batcher:
 
     def _let_go_due(self) -> bool:
         """The held connection has been open HOLD_SECONDS, or a reader waits for the file."""
-        return time.monotonic() - self._con_since >= HOLD_SECONDS or self._reader_waits()
-
-    def _reader_waits(self) -> bool:
-        with contextlib.suppress(OSError):
-            return any(self.ctx.db.readers_dir.iterdir())
-        return False
+        return time.monotonic() - self._con_since >= HOLD_SECONDS or self.ctx.db.reader_waits()
 
     def _close(self) -> None:
         if self._con is not None:
