@@ -338,6 +338,7 @@ def main() -> int:
     res["timings"] = {k: stats(v) for k, v in timings.items()}
     res["ratios"], res["targets"] = ratios(res["timings"])
     res["ratios_best_of_n"], res["targets_best_of_n"] = ratios(res["timings"], "min")
+    res["ratios_paired"] = paired_ratios(timings)
     res["total_seconds"] = round(time.perf_counter() - t_all, 1)
     write_results(Path(args.out), res)
     print(table(res))
@@ -382,6 +383,22 @@ def same_tables(ref_db: Path, others: list[Path], names: list[str]) -> dict:
         label = o.parent.parent.name if o.name == "bench.duckdb" else o.stem
         result[label] = {"identical": d == ref, "differing_tables": [t for t in names if d[t] != ref[t]]}
     return result
+
+
+def paired_ratios(timings: dict[str, list[float]]) -> dict:
+    """The cold build's ratios run by run (kto-build's i-th run over bare DuckDB's i-th, timed back to back),
+    then their median: on a VM whose speed drifts over minutes (CPU steal) a ratio of medians mixes fast and
+    slow minutes, a paired ratio does not."""
+    def paired(a: str, b: str) -> dict | None:
+        xs, ys = timings.get(a), timings.get(b)
+        if not xs or not ys:
+            return None
+        rs = [x / y for x, y in zip(xs, ys, strict=True)]
+        return {"median": round(statistics.median(rs), 3), "runs": [round(r, 3) for r in rs]}
+
+    return {"cold_kto_cli_over_bare_subprocess": paired("cold.kto_build_cli", "cold.bare_duckdb_subprocess"),
+            "cold_kto_inprocess_over_bare_inprocess": paired("cold.kto_build_inprocess",
+                                                             "cold.bare_duckdb_inprocess")}
 
 
 def ratios(t: dict, stat: str = "median") -> tuple[dict, dict]:
@@ -456,6 +473,9 @@ def table(res: dict) -> str:
     lines.append("|---|--:|---|--:|---|")
     lines += [f"| {k} | {v['value']} | {v['met']} | {res['targets_best_of_n'][k]['value']} | "
               f"{res['targets_best_of_n'][k]['met']} |" for k, v in res["targets"].items()]
+    for k, v in (res.get("ratios_paired") or {}).items():
+        if v:
+            lines.append(f"paired run by run, {k}: median {v['median']} of {v['runs']}")
     rc = res["reference_check"]
     lines.append("")
     for name in ("kto", "dpo"):

@@ -311,12 +311,16 @@ def relations(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {name.lower(): kind for name, kind in rows}
 
 
+_UPDATE_STATE = (f"UPDATE {SCHEMA}.nodes SET kind = ?, fingerprint = ?, data_version = ?, inputs = ?, rows = ?, "
+                 "built_at = ?, seconds = ?, extra = ? WHERE name = ?")
+
+
 def write_state(con: duckdb.DuckDBPyConnection, st: NodeState) -> None:
-    con.execute(
-        f"INSERT OR REPLACE INTO {SCHEMA}.nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [st.name, st.kind, st.fingerprint, st.data_version, json.dumps(st.inputs, sort_keys=True), st.rows,
-         st.built_at, st.seconds, json.dumps(st.extra, sort_keys=True, default=str)],
-    )
+    """The node's state row (an UPDATE, else an INSERT: ~2-5 ms where DuckDB's INSERT OR REPLACE takes ~8)."""
+    values = [st.kind, st.fingerprint, st.data_version, json.dumps(st.inputs, sort_keys=True), st.rows,
+              st.built_at, st.seconds, json.dumps(st.extra, sort_keys=True, default=str)]
+    if not con.execute(_UPDATE_STATE, [*values, st.name]).fetchall()[0][0]:
+        con.execute(f"INSERT INTO {SCHEMA}.nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [st.name, *values])
     # append-only build history, in the same transaction as the state row (no command deletes from it)
     append_history(con, st.name, st.built_at, "tests failed" if st.extra.get("tests_failed") else "built", st.rows,
                    st.seconds, st.fingerprint)
