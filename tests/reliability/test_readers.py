@@ -4,7 +4,7 @@
   the run keeps its finished rows in memory, says in one line that a reader (with its pid) holds the file,
   stops calling the LLM once two batches wait, and commits everything once the reader closes. A kill -9
   while the reader holds costs at most the two waiting batches and the calls in flight.
-- During a chain of SQL models the run lets readers in at least once a second: ``kto-build show`` and a
+- During a chain of SQL models the run lets a waiting reader in at the next node boundary: ``kto-build show`` and a
   reader waiting through ``kto_build.state.open_reader`` get in while the run is still going.
 """
 
@@ -221,3 +221,38 @@ def test_show_waits_for_the_run_with_one_line(tmp_path):
     out, err = show.communicate(timeout=120)
     assert show.returncode == 0 and err == "", err
     assert out.strip()
+
+
+def test_a_chain_keeps_its_connection_until_a_reader_announces_itself(tmp_path, monkeypatch):
+    """Each close checkpoints the file: between nodes the shared connection is closed only for a reader that
+    waits (a ``<db>.readers/<pid>`` file, as ``open_reader`` leaves), or after CHAIN_HOLD_SECONDS."""
+    from kto_build import state
+
+    db = state.Database(tmp_path / "chain.duckdb")
+    db.hold()
+    with db.connect() as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS i")
+    opens = state.OPENS
+    monkeypatch.setattr(state, "CHAIN_HOLD_SECONDS", 0.0)
+    db.let_readers_in()  # held "too long": closed (the runner then holds again for the next node)
+    db.hold()
+    with db.connect() as con:
+        assert con.execute("SELECT count(*) FROM t").fetchall() == [(1,)]
+    assert state.OPENS == opens + 1
+    monkeypatch.setattr(state, "CHAIN_HOLD_SECONDS", 3600.0)
+    db.let_readers_in()  # nobody waits: the same connection goes on
+    db.hold()
+    with db.connect():
+        pass
+    assert state.OPENS == opens + 1
+    flag = db.readers_dir / "4242"
+    flag.parent.mkdir()
+    flag.touch()
+    threading.Timer(0.2, flag.unlink).start()  # the reader "opens the file" and removes its flag
+    db.let_readers_in()  # a reader waits: closed, and the run waits until the reader is in
+    assert not flag.exists()
+    db.hold()
+    with db.connect():
+        pass
+    assert state.OPENS == opens + 2
+    db.release()
