@@ -28,18 +28,9 @@ MATERIALIZATIONS = ("table", "view")
 TAGS = OneOf(STR, List(STR), what="a tag or a list of tags")
 TARGET_SPEC = Map({"database": STR, "vars": Dict(ANY), "description": STR})
 PROJECT_SPEC = Map(
-    {
-        "name": STR,
-        "version": SCALAR,
-        "description": STR,
-        "license": STR,
-        "database": STR,
-        "target": STR,
-        "targets": Dict(TARGET_SPEC),
-        "vars": Dict(ANY),
-        "models": Map({"materialized": Scalar(str, choices=MATERIALIZATIONS), "tags": TAGS}),
-        "exports": Dict(ANY),
-    },
+    {"name": STR, "version": SCALAR, "description": STR, "license": STR, "database": STR, "target": STR,
+     "targets": Dict(TARGET_SPEC), "vars": Dict(ANY),
+     "models": Map({"materialized": Scalar(str, choices=MATERIALIZATIONS), "tags": TAGS}), "exports": Dict(ANY)},
     required=("name",),
 )
 SOURCES_SPEC = Map({"version": SCALAR, "prompts": Dict(ANY), "generators": Dict(ANY), "annotations": Dict(ANY),
@@ -108,6 +99,7 @@ class Project:
     graph: Graph | None = None
     #: parsed YAML files kept in target/yaml_cache.json (kto_build/yaml_cache.py), None: parse each time
     yaml_cache: Any = field(default=None, repr=False, compare=False)
+    alias_owners: dict[str, Node] = field(default_factory=dict, repr=False, compare=False)  #: alias -> its node
 
     # --------------------------------------------------------------- loading
     @classmethod
@@ -159,12 +151,13 @@ class Project:
                                 f"{', '.join(map(str, labels))}", path, line, col, hint=hint)
 
     def _add(self, node: Node, where: tuple[str, int]) -> None:
-        _refuse_reserved(node, self.nodes, where)
+        _refuse_reserved(node, self.nodes, self.alias_owners, where)
         if node.name in self.nodes:
             other = self.nodes[node.name]
             raise KtoBuildError(f"'{node.name}' is defined twice (also a {other.kind} at {other.path}:{other.line})",
                                 *where)
         self.nodes[node.name] = node
+        self.alias_owners.update((a.lower(), node) for a in node.aliases)
 
     def _load_nodes(self) -> None:
         sources_file = self.root / "sources.yml"
@@ -356,9 +349,9 @@ class Project:
         upstream = sorted(self.graph.ancestors(node.name), key=self.graph.order.index)
         out: dict[str, Any] = {"node": node.name, "upstream": upstream,
                                "downstream": sorted(self.graph.descendants(node.name), key=self.graph.order.index)}
+        if column is not None and not isinstance(node, ModelNode):
+            raise KtoBuildError(f"column lineage needs a SQL model; '{node.name}' is a {node.kind}")
         if column is not None:
-            if not isinstance(node, ModelNode):
-                raise KtoBuildError(f"column lineage needs a SQL model; '{node.name}' is a {node.kind}")
             sources = {n: self.nodes[n].sql for n in upstream if isinstance(self.nodes[n], ModelNode)}
             schema = self._physical_schema([n for n in upstream if not isinstance(self.nodes[n], ModelNode)])
             out["column"] = column
@@ -371,9 +364,9 @@ class Project:
             return {}
         schema: dict[str, dict] = {}
         with db.connect(read_only=True) as con:
-            for table, col, dtype in con.execute(
-                "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE schema_name='main'"
-            ).fetchall():
+            rows = con.execute("SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                               "WHERE schema_name = 'main'").fetchall()
+            for table, col, dtype in rows:
                 if table.lower() in names:
                     schema.setdefault(table, {})[col] = dtype
         return schema
@@ -382,16 +375,16 @@ class Project:
 __all__ = ["KINDS", "Project"]
 
 
-def _refuse_reserved(node: Node, nodes: dict, where: tuple[str, int]) -> None:
+def _refuse_reserved(node: Node, nodes: dict, alias_owners: dict, where: tuple[str, int]) -> None:
     """Names kto-build creates itself (its ``_kto_build`` schema, an annotation's ``<name>_latest`` view)."""
     name = node.name.lower()
     if name.startswith("_kto_"):
         raise KtoBuildError(f"'{node.name}' is a name kto-build reserves for its own tables", *where,
                             hint="names starting with '_kto_' are kto-build's; rename it")
-    for other in nodes.values():
-        if name in (a.lower() for a in other.aliases):
-            raise KtoBuildError(f"'{node.name}' is the view kto-build creates for {other.kind} '{other.name}' "
-                                f"({other.path}:{other.line})", *where, hint="rename it")
+    other = alias_owners.get(name)
+    if other is not None:
+        raise KtoBuildError(f"'{node.name}' is the view kto-build creates for {other.kind} '{other.name}' "
+                            f"({other.path}:{other.line})", *where, hint="rename it")
     for alias in node.aliases:
         if alias.lower() in nodes:
             other = nodes[alias.lower()]

@@ -38,13 +38,12 @@ def build_site(project, out: str | Path | None = None) -> dict:
         snap = collect.snapshot(project, con)
         snap.cache = cache
         snap.plotter = _Rel(plotter, "../img/")
-        start_lineage(snap, [project.nodes[n] for n in project.graph.order if project.nodes[n].kind == "model"])
-        extra: dict[str, dict] = {}
-        for name in project.graph.order:
-            node = project.nodes[name]
-            body, extra[name] = _node_body(snap, node, plotter, out)
-            _write(out / "nodes" / f"{name}.html", page(f"{node.kind} {name}", body, "../", project.name))
-            written.append(f"nodes/{name}.html")
+        elsewhere = start_model_pages(snap, [project.nodes[n] for n in project.graph.order], out)
+        extra = {name: _page(snap, project.nodes[name], out, plotter) for name in project.graph.order
+                 if name not in elsewhere.names}
+        extra.update(elsewhere.finish(snap))
+        extra = {name: extra[name] for name in project.graph.order}
+        written += [f"nodes/{name}.html" for name in project.graph.order]
         index = _index(snap, plotter, edges, lambda: snap.cache.get("layout", layout_key, lambda: job.result()))
     plotter.flush()
     _write(out / "index.html", page(project.name, index, "", project.name))
@@ -53,7 +52,8 @@ def build_site(project, out: str | Path | None = None) -> dict:
     _write(out / "favicon.svg", FAVICON)
     _prune(out, written, plotter)
     cache.save()
-    return {"out": str(out), "pages": len(written) + 1, "charts": len(set(plotter.written)),
+    return {"out": str(out), "pages": len(written) + 1, "pages_forked": elsewhere.forked,
+            "charts": len(set(plotter.written)),
             "rendered": plotter.rendered, "seconds": round(time.monotonic() - t0, 3), "figures": extra}
 
 
@@ -156,25 +156,81 @@ def column_lineage(snap, node) -> dict[str, list[dict]]:
     return snap.cache.get("lineage", k, lambda: model_lineage(sql, cols, schema))
 
 
-def _lineages(todo: list[tuple]) -> dict[str, dict]:
-    from .lineage import model_lineage
+def _page(snap, node, out: Path, plotter=None) -> dict:
+    """Write the node's page; returns its figures."""
+    body, extra = _node_body(snap, node, plotter, out)
+    _write(out / "nodes" / f"{node.name}.html", page(f"{node.kind} {node.name}", body, "../", snap.project.name))
+    return extra
 
-    return {k: model_lineage(sql, cols, schema) for k, sql, cols, schema in todo}
+
+def _offline(snap, node) -> bool:
+    """A model page that needs nothing from the database connection (its data tests, if any, come from the
+    last run's results): a forked process can render it from the snapshot alone."""
+    if node.kind != "model":
+        return False
+    res = snap.last_result(node.name)
+    return bool(res and res.get("tests")) or not (node.tests or node.columns)
 
 
-def start_lineage(snap, models, fork_above: int = 60) -> None:
-    """A cold build of a large project: the later half of the models' missing lineage is computed in a forked
-    process (one sqlglot parse per model is the largest cost of a cold build) while this one does the earlier
-    half with their pages. Same results as computing them here (docs/forked.py falls back to that)."""
+class _Pages:
+    """Model pages being written by a forked process (docs/forked.py): ``finish`` waits for it, takes its build
+    cache entries and figures. Where fork is missing or the child fails, ``finish`` writes them here."""
+
+    def __init__(self, names: list[str] = (), job=None):
+        self.names, self.job = set(names), job
+
+    def finish(self, snap) -> dict[str, dict]:
+        if self.job is None:
+            return {}
+        entries, extra, charts = self.job.result()
+        snap.cache.new.update(entries)
+        if charts is not None:
+            plots.Deferred.take(snap.plotter.plotter, charts)
+        return extra
+
+    @property
+    def forked(self) -> int:
+        """How many pages the forked process wrote."""
+        return len(self.names) if self.job is not None and not self.job.computed_here else 0
+
+
+def _model_pages(snap, names: list[str], out: Path) -> tuple[dict, dict, tuple | None]:
+    """(build cache entries, figures per node, charts for the parent's Plotter: ``plots.Deferred``) after writing
+    these model pages: in the forked process, or here as its fallback."""
+    before = set(snap.cache.new)
+    rel = snap.plotter
+    deferred = plots.Deferred(rel.plotter) if rel is not None else None
+    snap.plotter = _Rel(deferred, rel.prefix) if rel is not None else None
+    try:
+        extra = {name: _page(snap, snap.project.nodes[name], out) for name in names}
+    finally:
+        snap.plotter = rel
+    return ({k: v for k, v in snap.cache.new.items() if k not in before}, extra,
+            deferred.result() if deferred is not None else None)
+
+
+#: a cold build with at least this many model pages to compute forks a second process for half of them
+FORK_ABOVE = 60
+
+
+def start_model_pages(snap, nodes, out: Path) -> _Pages:
+    """A cold build of a large project: the later half of the model pages with something to compute (lineage:
+    one sqlglot parse per model, the largest cost of a cold build; highlighting) is written by a forked
+    process while this one writes the rest. Same pages as writing them here (tests/docs)."""
     from .forked import forked
     from .lineage import warm_up
 
-    todo = [a for a in (_lineage_args(snap, m) for m in models) if a and snap.cache.missing("lineage", a[0])]
-    if len(todo) < fork_above:
-        return
+    todo = [n.name for n in nodes if _offline(snap, n) and _uncached(snap, n)]
+    if len(todo) < FORK_ABOVE:
+        return _Pages()
     warm_up()  # imported once, here, and inherited by the child: not once in each process (~0.6 s of CPU)
     later = todo[len(todo) // 2:]
-    snap.cache.expect("lineage", [a[0] for a in later], forked(_lineages, later))
+    return _Pages(later, forked(_model_pages, snap, later, out))
+
+
+def _uncached(snap, node) -> bool:
+    args = _lineage_args(snap, node)
+    return args is not None and snap.cache.missing("lineage", args[0])
 
 
 def data_tests(snap, node) -> list[dict]:

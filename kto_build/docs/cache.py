@@ -27,29 +27,15 @@ class DocsCache:
         except (OSError, ValueError):
             pass
         self.new: dict = {}
-        self.hits = self.misses = 0
-        self.pending: dict[str, object] = {}  # full key -> a Forked job whose result() maps keys to values
 
     def missing(self, section: str, k: str) -> bool:
         return f"{section}:{k}" not in self.old
-
-    def expect(self, section: str, keys, job) -> None:
-        """Values for ``keys`` are being computed by ``job`` (docs/forked.py): ``get`` takes them from it."""
-        for k in keys:
-            self.pending[f"{section}:{k}"] = job
 
     def get(self, section: str, k: str, compute):
         full = f"{section}:{k}"
         if full in self.new:
             return self.new[full]
-        if full in self.old:
-            self.hits += 1
-            value = self.old[full]
-        else:
-            self.misses += 1
-            job = self.pending.pop(full, None)
-            done = job.result() if job is not None else None
-            value = done[k] if done and k in done else compute()
+        value = self.old[full] if full in self.old else compute()
         self.new[full] = value
         return value
 

@@ -33,6 +33,7 @@ class Forked:
         self.fn, self.args, self.proc, self.recv = fn, args, proc, recv
         self._done = False
         self._value = None
+        self.computed_here = False  # no child, or it failed: result() computed the value in this process
 
     def result(self):
         if self._done:
@@ -46,6 +47,7 @@ class Forked:
             finally:
                 self.recv.close()
                 self.proc.join()
+        self.computed_here = not ok
         self._value = value if ok else self.fn(*self.args)
         self._done = True
         return self._value

@@ -38,19 +38,29 @@ class Plotter:
 
     def lazy(self, stem: str, parts, build) -> str:
         """The file name of the chart ``build()`` makes from ``parts``; built and queued only when missing."""
-        digest = hashlib.sha256(json.dumps([VERSION, parts], sort_keys=True,
-                                           default=str).encode()).hexdigest()[:16]
-        name = f"{stem}-{digest}.svg"
-        if name not in self.pending and not (self.folder / name).exists():
-            spec = build().to_dict(validate=False)  # vl-convert checks it; altair's own check costs ~50 ms
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self.folder.mkdir(parents=True, exist_ok=True)
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="vl-convert")
-            self.pending[name] = self._pool.submit(self._render, name, spec)
+        name = self.name(stem, parts)
+        if self.missing(name):
+            self.queue(name, build().to_dict(validate=False))  # vl-convert checks it; altair's check costs ~50 ms
         self.written.append(name)
         return name
+
+    @staticmethod
+    def name(stem: str, parts) -> str:
+        digest = hashlib.sha256(json.dumps([VERSION, parts], sort_keys=True,
+                                           default=str).encode()).hexdigest()[:16]
+        return f"{stem}-{digest}.svg"
+
+    def missing(self, name: str) -> bool:
+        return name not in self.pending and not (self.folder / name).exists()
+
+    def queue(self, name: str, spec: dict) -> None:
+        """Render ``spec`` to ``name`` in a worker thread."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="vl-convert")
+        self.pending[name] = self._pool.submit(self._render, name, spec)
 
     def _render(self, name: str, spec: dict) -> None:
         import vl_convert
@@ -195,6 +205,36 @@ def leaderboard(rows: list[dict], stem: str, plotter: Plotter) -> str | None:
         return rule + point
 
     return plotter.lazy(stem, ["leaderboard", rows], build)
+
+
+class Deferred:
+    """A Plotter's stand-in in a forked process (docs/forked.py): names charts as the Plotter does and builds
+    the missing ones' specs, which the parent's Plotter renders (``take``). The child inherits the parent's
+    thread pool object but not its threads, so it must not render there itself."""
+
+    def __init__(self, plotter: Plotter):
+        self.plotter = plotter
+        self.specs: dict[str, dict] = {}
+        self.written: list[str] = []
+
+    def lazy(self, stem: str, parts, build) -> str:
+        name = self.plotter.name(stem, parts)
+        if name not in self.specs and self.plotter.missing(name):
+            self.specs[name] = build().to_dict(validate=False)
+        self.written.append(name)
+        return name
+
+    def result(self) -> tuple[dict, list]:
+        return self.specs, self.written
+
+    @staticmethod
+    def take(plotter: Plotter, result: tuple[dict, list]) -> None:
+        """In the parent: queue what the child named and did not find."""
+        specs, written = result
+        for name, spec in specs.items():
+            if plotter.missing(name):
+                plotter.queue(name, spec)
+        plotter.written += written
 
 
 def build_history(rows: list[dict], stem: str, plotter: Plotter) -> str | None:
