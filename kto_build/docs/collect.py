@@ -172,7 +172,7 @@ def generation_stats(snap: Snapshot, node) -> dict:
             out["tokens"].setdefault(model, []).append(int(tok))
     out["errors"] = [{"model": m, "error": e, "rows": n} for m, e, n in snap.q(
         f"SELECT model_name, coalesce(error, '(no message)'), count(*) FROM {t} WHERE status <> 'ok' "
-        "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 50")]
+        "GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50")]
     has_cache = snap.q("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'generations'",
                        [SCHEMA])[0][0]
     if has_cache:

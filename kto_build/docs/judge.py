@@ -102,7 +102,7 @@ def agreement_section(snap, name: str = "judge_agreement", limit: int = 50) -> s
     if snap.con is None or name not in snap.project.nodes or not snap.has(name):
         return ""
     cols = list(snap.cols(name))
-    rows = snap.q(f'SELECT * FROM "{name}" LIMIT {int(limit)}')
+    rows = snap.q(f'SELECT * FROM "{name}" ORDER BY ALL LIMIT {int(limit)}')
     more = f" (first {limit} rows)" if len(rows) == limit else ""
     return (f'<h2>Judge agreement</h2><p>From the model <a href="{escape(name)}.html">{escape(name)}</a>{more}:</p>'
             + table(cols, [list(r) for r in rows]))

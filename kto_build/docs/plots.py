@@ -92,6 +92,7 @@ def _alt():
 def histogram(values: list[float], title: str, field: str, stem: str, plotter: Plotter) -> str | None:
     if not values:
         return None
+    values = sorted(values)  # a histogram does not depend on row order: neither may its file name
 
     def build():
         alt = _alt()

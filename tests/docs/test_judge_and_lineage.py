@@ -177,9 +177,8 @@ def test_model_pages_written_by_a_forked_process_equal_pages_written_here(docs_p
 
     a, b = files(tmp_path / "here"), files(tmp_path / "split")
     assert sorted(a) == sorted(b)  # the same charts too (their SVG ids count up within one process)
-    # the model pages, where the child wrote half of them (other pages are this process's in both builds; a
-    # generation page's text was seen to differ between two builds on a fresh machine, unrelated to the fork)
-    assert [f for f in a if f[len("nodes/"):-len(".html")] in models and a[f] != b[f]] == []
+    # every page (a generation page once differed: its histograms' names hashed the rows in scan order)
+    assert [f for f in a if f.endswith(".html") and a[f] != b[f]] == []
     assert any(f.startswith("img/") and "-history-" in f for f in b)  # the child's charts, rendered by the parent
     assert any("comes from" in a[f].decode() and "<a " in a[f].decode() for f in a if f.startswith("nodes/"))
     assert json.loads((tmp_path / "split" / ".cache.json").read_text())["entries"].keys() == \

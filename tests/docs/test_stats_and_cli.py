@@ -82,3 +82,17 @@ def test_serve_on_localhost(docs_project):
         proc.terminate()
         proc.wait(timeout=30)
         proc.stdout.close()
+
+
+def test_a_histogram_is_named_by_its_values_not_by_the_order_rows_came_in():
+    """A table scanned in parallel returns rows in any order: the chart (and the page that names it) must not
+    change with it, or every rebuild rewrites pages whose data did not change."""
+    from kto_build.docs import plots
+
+    class Names:
+        def lazy(self, stem, parts, build):
+            return plots.Plotter.name(stem, parts)
+
+    name = plots.histogram([3.0, 1.0, 2.0, 1.0], "t", "latency_ms", "g-latency", Names())
+    assert name == plots.histogram([1.0, 1.0, 2.0, 3.0], "t", "latency_ms", "g-latency", Names())
+    assert name != plots.histogram([1.0, 2.0, 3.0], "t", "latency_ms", "g-latency", Names())
