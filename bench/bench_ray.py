@@ -145,6 +145,29 @@ def server_model(url: str, concurrency: int) -> str:
             f"        generation: {{temperature: 0.7, max_new_tokens: 32}}\n")
 
 
+def bare_sdk(srv: Server, n: int, concurrency: int) -> float:
+    """Calls/s of an AsyncOpenAI client and a semaphore, the same requests as ``server_model`` (max 32 tokens)."""
+    import asyncio
+
+    import openai
+
+    async def go() -> float:
+        gate = asyncio.Semaphore(concurrency)
+        async with openai.AsyncOpenAI(base_url=srv.url, api_key="bench-key", max_retries=0) as client:
+            async def one(i: int) -> None:
+                async with gate:
+                    out = await client.chat.completions.create(
+                        model="test-model", messages=[{"role": "user", "content": f"Write a haiku about topic {i}"}],
+                        temperature=0.7, max_tokens=32)
+                    assert out.choices[0].message.content
+
+            t = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(n)))
+            return time.perf_counter() - t
+
+    return n / asyncio.run(go())
+
+
 def ray_yaml(cluster, actors: int) -> str:
     res = "[{head_node: 1}, {worker_node: 1}]"
     return (f"    ray: {{address: \"{cluster.address}\", actors: {actors}, num_cpus: 1, num_gpus: 0, "
@@ -204,6 +227,12 @@ def bench_server(tmp: Path, cluster, n: int, latency: float, ceiling: float | No
             r["fraction_of_ideal"] = round(r["calls_per_second"] / ideal, 3)
             if actors:
                 r["workers"] = workers(root)
+            res["runs"].append(r)
+            log(json.dumps(r))
+        for conc in (32, 64):  # the peer: what one process's HTTP stack gives with no kto-build around it
+            r = {"total_concurrency": conc, "peer": "bare openai SDK, one process", "loadavg": load(),
+                 "calls_per_second": round(bare_sdk(srv, n, conc), 1)}
+            r["fraction_of_ideal"] = round(r["calls_per_second"] / min(conc / latency, ceiling or conc / latency), 3)
             res["runs"].append(r)
             log(json.dumps(r))
     finally:
@@ -391,7 +420,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="ceiling,server,gemma,noop,commit")
     ap.add_argument("--prompts", type=int, default=4000)
-    ap.add_argument("--gemma-prompts", type=int, default=16)
+    ap.add_argument("--gemma-prompts", type=int, default=64)
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray variants (no cluster)")
     ap.add_argument("--commit-rows", type=int, default=4000)

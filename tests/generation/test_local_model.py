@@ -66,3 +66,33 @@ def test_completion_llm_renders_template_without_format_pitfalls():
     assert llm.render(chat) == "S|{json: {}}|P {x}"
     assert llm.render("plain") == "plain"
     assert llm.model_name == "gemma-3-270m-q4_k_m.gguf"
+
+
+def test_n_threads_also_bounds_the_prompt_threads():
+    """llama.cpp's default prompt (batch) threads are all the host's cores even when n_threads is 1: two such
+    processes on one host spin on each other's cores. ``n_threads`` now sets both unless n_threads_batch says."""
+    from kto_build.adapters.distilabel_llm import LlamaCppCompletionLLM
+
+    llm = LlamaCppCompletionLLM(n_ctx=128, n_threads=1)
+    llm.load()
+    assert (llm._model.n_threads, llm._model.n_threads_batch) == (1, 1)
+    llm = LlamaCppCompletionLLM(n_ctx=128, n_threads=1, n_threads_batch=2)
+    llm.load()
+    assert (llm._model.n_threads, llm._model.n_threads_batch) == (1, 2)
+
+
+@pytest.mark.parametrize(("llm", "params", "cpus", "threads"), [
+    ("LlamaCppCompletionLLM", {"seed": 1}, 2.0, 2),      # an actor's CPUs become llama.cpp's threads
+    ("LlamaCppCompletionLLM", {"seed": 1}, 0.5, 1),      # at least one
+    ("LlamaCppCompletionLLM", {"n_threads": 3}, 2.0, 3),  # the user's setting wins
+    ("LlamaCppCompletionLLM", {"seed": 1}, None, None),  # not in an actor with CPUs: llama.cpp's default
+    ("OpenAILLM", {"model": "m"}, 2.0, None),            # an LLM without the setting is left alone
+])
+def test_a_ray_actor_runs_llama_cpp_on_its_own_cpus(llm, params, cpus, threads):
+    from kto_build.nodes.generation.ray_executor import threads_for
+    from kto_build.nodes.generation.settings import ModelEntry
+
+    m = ModelEntry("m", llm, dict(params), {}, None, None, 0, None)
+    got = threads_for(m, cpus)
+    assert got.params.get("n_threads") == threads
+    assert got.fingerprint == m.fingerprint  # where a call runs never changes its cache key

@@ -31,8 +31,8 @@ LOCAL_LLMS = frozenset({"LlamaCppCompletionLLM", "LlamaCppLLM", "TransformersLLM
 #: params of the LLM constructor that only say *how* to reach a model, not what
 #: it writes; they stay out of the cache key (the one copy: the adapter imports it)
 TRANSPORT_PARAMS = frozenset({
-    "base_url", "timeout", "max_retries", "default_headers", "verbose", "n_threads", "n_gpu_layers", "n_batch",
-    "use_offline_batch_generation", "offline_batch_generation_block_until_done", "jobs_ids",
+    "base_url", "timeout", "max_retries", "default_headers", "verbose", "n_threads", "n_threads_batch", "n_gpu_layers",
+    "n_batch", "use_offline_batch_generation", "offline_batch_generation_block_until_done", "jobs_ids",
 })
 #: params that name the model; without one of them, ``base_url`` names it and joins the cache key
 MODEL_PARAMS = frozenset({"model", "model_id", "model_path", "endpoint_name", "repo_id", "deployment_name"})
