@@ -80,9 +80,10 @@ class LoopbackCluster:
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-                   # a killed node is noticed in ~2 s instead of ~15 s (GCS health checks of raylets)
-                   RAY_health_check_period_ms="500", RAY_health_check_timeout_ms="500",
-                   RAY_health_check_failure_threshold="3")
+                   # a killed node is noticed in ~3-5 s instead of ~15 s (GCS health checks of raylets); 3 misses
+                   # of 500 ms were too few: on a busy machine the GCS marked a live raylet dead and it exited
+                   RAY_health_check_period_ms="500", RAY_health_check_timeout_ms="2000",
+                   RAY_health_check_failure_threshold="6")
         return env
 
     def _common(self, name: str, cpus: int, resource: str) -> list[str]:
@@ -117,6 +118,21 @@ class LoopbackCluster:
         self._wait_nodes(2, timeout, t0)
         self.start_seconds = time.monotonic() - t0
         return self
+
+    def ensure_up(self, timeout: float = 90) -> list[str]:
+        """Start again any node whose ``ray start --block`` has exited (a test killed it, or Ray's own health
+        check gave up on it); returns the names started again."""
+        dead = [name for name, p in self.procs.items() if p.poll() is not None]
+        if "head" in dead:
+            self.stop()
+            self.start(timeout)
+            return ["head", "worker"]
+        t0 = time.monotonic()
+        for name in dead:
+            self._spawn(name, ["--address", self.address, *self._common(name, self.worker_cpus, WORKER_RESOURCE)])
+        if dead:
+            self._wait_nodes(2, timeout, t0)
+        return dead
 
     def alive_nodes(self) -> list[dict]:
         """Alive nodes from the GCS (``ray list nodes``, no driver needed)."""

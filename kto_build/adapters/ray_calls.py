@@ -1,20 +1,15 @@
 """The one module that imports ray: LLM calls in Ray actors, one writer on the driver.
 
-- ``LLMActor(spec, api_key)``: a Ray actor that loads one model entry's LLM
-  ONCE (``distilabel_llm.load_llm_class`` / ``build_llm`` / ``load``, exactly as
-  the generation node does) and answers shards: ``run_shard(requests)`` takes
-  ``[{"key": ..., "input": chat, ...}]`` and returns one result per request
-  ``{"key", "status": "ok"|"failed", "text", "input_tokens", "output_tokens",
-  "latency_ms", "error", "attempts", "worker": "host:pid"}``, with kto-build's
-  own retries and backoff (``distilabel_llm.classify``) inside the actor.
-- ``RayExecutor(address, actors, num_cpus, num_gpus)``: the driver side.
-  ``connect()`` reaches the cluster (``auto``, ``host:port``, ``ray://host:port``
-  or ``local``) or raises ``RayUnavailableError`` with one line, before any
-  call; ``start(spec, api_key)`` creates the actors and waits until each has
-  loaded its LLM; ``run(requests)`` streams shards to them with at most
-  ``in_flight`` shards per actor and yields results as shards complete. The
-  shard of an actor that died (killed actor, killed node) is sent to another
-  live actor; no key is yielded twice.
+- ``LLMActor(spec, api_key)``: a Ray actor that loads one model entry's LLM ONCE (as the generation node
+  does) and answers shards: ``run_shard(requests)`` takes ``[{"key": ..., "input": chat, ...}]`` and returns
+  one result per request ``{"key", "status": "ok"|"failed", "text", "input_tokens", "output_tokens",
+  "latency_ms", "error", "attempts", "worker": "host:pid"}``, with kto-build's retries and backoff inside.
+- ``RayExecutor(address, actors, num_cpus, num_gpus)``: the driver side. ``connect()`` reaches the cluster
+  (``auto``, ``host:port``, ``ray://host:port`` or ``local``) or raises ``RayUnavailableError`` with one
+  line, before any call (also when no node could hold an actor: ``ray_resources``); ``start_pools`` creates
+  the actors and waits until each has loaded its LLM; ``run(requests)`` streams shards to them with at most
+  ``in_flight`` shards per actor and yields results as shards complete. The shard of an actor that died
+  (killed actor, killed node) is sent to another live actor; no key is yielded twice.
 
 The API key is read on the driver (``api_key_env``) and handed to the actor's
 constructor: never through ``runtime_env``, never logged.
@@ -37,11 +32,11 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError
 
-#: what a dead actor's or node's shard raises (it is sent again to a live actor)
-DIED = (RayActorError, NodeDiedError)
+from .ray_resources import message, request_of, unplaceable
 
-#: the node address of an `address: local` instance: loopback, and not 127.0.0.1 (Ray 2.60 rewrites that one
-#: to the machine's routable address); macOS configures only 127.0.0.1, so there Ray picks
+DIED = (RayActorError, NodeDiedError)  # what a dead actor's or node's shard raises (sent again to a live actor)
+#: an `address: local` instance's node address: loopback, not 127.0.0.1 (Ray 2.60 rewrites that to the machine's
+#: routable address); macOS configures only 127.0.0.1, so there Ray picks
 LOCAL_IP = "127.0.0.2" if sys.platform.startswith("linux") else None
 #: spec keys: llm, params, generation, timeout, retries, backoff, max_backoff, concurrency
 SPEC_DEFAULTS = {"params": {}, "generation": {}, "timeout": None, "retries": 4, "backoff": 1.0,
@@ -213,6 +208,10 @@ class RayExecutor:
         constructor has returned. Returns their ``info()`` (+ ``node_id``, ``worker``, ``pool``)."""
         if not self._connected:
             self.connect()
+        nodes = ray.nodes()
+        bad = unplaceable([request_of(self._actor_options(i)) for i in range(self.actors_wanted)], nodes)
+        if bad is not None:
+            raise RayUnavailableError(message(bad, nodes, self.address))
         self.pools = {}
         for name, (cls, args) in pools.items():
             remote = ray.remote(_located(cls))
@@ -227,6 +226,9 @@ class RayExecutor:
                 what = getattr(pools[name][0], "describe", None)
                 what = what(*pools[name][1]) if what else (pools[name][1][0] or {}).get("llm")
                 raise ActorStartError(f"a Ray actor could not load {what}: {_cause_line(exc)}", name) from None
+            except GetTimeoutError:
+                raise ActorStartError(f"Ray actors not ready after {timeout:.0f} s (busy cluster? `ray status`)",
+                                      name) from None
             infos += [{**i, "pool": name} for i in got]
         self.workers = {id(a): info for a, info in zip(self.actors, infos, strict=True)}
         return infos

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e .[ray])")
@@ -17,9 +19,20 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def module_cluster(tmp_path_factory):
     with LoopbackCluster(tmp_path_factory.mktemp("ray")) as c:
         yield c
+
+
+@pytest.fixture
+def cluster(module_cluster):
+    """The module's cluster with both nodes up: a node that left after an earlier test is started again (and
+    said so), so one test's killed or lost node never turns the next test into a hang."""
+    restarted = module_cluster.ensure_up()
+    if restarted:
+        warnings.warn(f"ray node(s) {restarted} had exited and were started again; see {module_cluster.log_dir}",
+                      stacklevel=1)
+    return module_cluster
 
 
 @pytest.fixture(scope="module")

@@ -96,6 +96,22 @@ def test_unreachable_cluster_is_one_line_before_any_call(llm_server, tmp_path, m
     assert llm_server.requests == 0
 
 
+def test_a_cluster_no_node_of_which_can_hold_an_actor_is_one_line_before_any_call(cluster, llm_server, tmp_path,
+                                                                                   monkeypatch):
+    """Ray keeps an actor it cannot place pending forever: asking for a GPU on the GPU-less loopback cluster must
+    be one line at the `ray:` key, before any call, with the rows stored before kept."""
+    monkeypatch.setenv(KEY_ENV, "k")
+    root = project(tmp_path / "g", llm_server.url, 3)
+    assert Project.load(root).run().ok and len(rows(root)) == 12
+    project(root, llm_server.url, 5, ray_yaml(cluster).replace("num_gpus: 0", "num_gpus: 1"))
+    llm_server.reset()
+    out = subprocess.run([KTO, "--project-dir", str(root), "run"], capture_output=True, text=True, timeout=240)
+    err = out.stderr.strip()
+    assert out.returncode != 0 and "Traceback" not in err
+    assert "sources.yml:9" in err and "no node of the Ray cluster" in err and "GPU 1" in err, err
+    assert llm_server.requests == 0 and len(rows(root)) == 12
+
+
 def test_kill_9_of_the_driver_mid_run_rerun_sends_only_what_was_not_committed(cluster, llm_server, tmp_path,
                                                                               monkeypatch):
     """The server answers 40 requests and holds the rest; once one is held the driver is killed (-9). The rerun

@@ -104,6 +104,9 @@ class RayExecutor:
                  for m in models}
         try:
             self.ex.start_pools(pools)
+        except ray_calls.RayUnavailableError as exc:  # no node could hold an actor: before any call
+            raise KtoBuildError(str(exc), s.path, s.line, hint="lower ray.num_cpus / num_gpus / resources, or "
+                                "add a node that has them") from None
         except ray_calls.ActorStartError as exc:
             model = next(m for m in models if m.name == exc.pool)
             raise CallSetupError(f"on Ray: {exc}", model, "llm") from None
