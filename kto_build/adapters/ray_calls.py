@@ -32,7 +32,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError
 
-from .ray_resources import message, request_of, unplaceable
+from .ray_resources import UnplaceableError, await_placement, request_of
 
 DIED = (RayActorError, NodeDiedError)  # what a dead actor's or node's shard raises (sent again to a live actor)
 #: an `address: local` instance's node address: loopback, not 127.0.0.1 (Ray 2.60 rewrites that to the machine's
@@ -208,10 +208,11 @@ class RayExecutor:
         constructor has returned. Returns their ``info()`` (+ ``node_id``, ``worker``, ``pool``)."""
         if not self._connected:
             self.connect()
-        nodes = ray.nodes()
-        bad = unplaceable([request_of(self._actor_options(i)) for i in range(self.actors_wanted)], nodes)
-        if bad is not None:
-            raise RayUnavailableError(message(bad, nodes, self.address))
+        try:
+            await_placement([request_of(self._actor_options(i)) for i in range(self.actors_wanted)], ray.nodes,
+                            self.address)
+        except UnplaceableError as exc:
+            raise RayUnavailableError(str(exc)) from None
         self.pools = {}
         for name, (cls, args) in pools.items():
             remote = ray.remote(_located(cls))

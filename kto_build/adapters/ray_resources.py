@@ -1,8 +1,20 @@
-"""Can a Ray actor be placed at all? Pure logic over ``ray.nodes()`` (no ray import), so a cluster without a
-node that has what an actor asks for is one clear line before any actor is made, not a wait that never ends
-(Ray keeps an unplaceable actor pending forever)."""
+"""Can a Ray actor be placed? Pure logic over ``ray.nodes()``-shaped dicts (no ray import).
+
+Ray keeps an actor it cannot place pending forever. ``await_placement`` gives a cluster ``wait`` seconds to
+get a node that can hold every actor (an autoscaler may add one: a GPU pool scaled to zero is normal) and
+then ends the wait with one line: what an actor asks for and what each alive node has."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+#: seconds a cluster gets to bring up a node that can hold an actor none of its nodes can hold now
+PLACEMENT_WAIT = 60.0
+
+
+class UnplaceableError(Exception):
+    """No alive node can hold an actor, after the wait (one line, meant for the user)."""
 
 
 def request_of(options: dict) -> dict[str, float]:
@@ -27,3 +39,23 @@ def message(req: dict[str, float], nodes: list[dict], address: str) -> str:
                      for n in nodes if n.get("Alive")) or "no alive node"
     want = ", ".join(f"{k} {v:g}" for k, v in sorted(req.items()))
     return f"no node of the Ray cluster at {address} has what an actor asks for ({want}); its nodes have: {have}"
+
+
+def await_placement(requests: list[dict[str, float]], get_nodes: Callable[[], list[dict]], address: str,
+                    wait: float | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Return once every request fits some alive node; raise ``UnplaceableError`` after ``wait`` seconds if not.
+    A cluster whose nodes cannot be listed (``get_nodes`` fails) is not checked: the actors' own start
+    timeout still ends the wait."""
+    wait = PLACEMENT_WAIT if wait is None else wait
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            nodes = get_nodes()
+        except Exception:  # e.g. a Ray Client that cannot list nodes
+            return
+        bad = unplaceable(requests, nodes)
+        if bad is None:
+            return
+        if time.monotonic() >= deadline:
+            raise UnplaceableError(message(bad, nodes, address) + f" (waited {wait:.0f} s for one)")
+        sleep(min(1.0, max(0.0, deadline - time.monotonic())))
