@@ -81,7 +81,7 @@ class LoopbackCluster:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
                    # a killed node is noticed in ~3-5 s instead of ~15 s (GCS health checks of raylets); 3 misses
-                   # of 500 ms were too few: on a busy machine the GCS marked a live raylet dead and it exited
+                   # of 500 ms were likely too few: on a busy machine a live raylet exited (code 1, no error logged)
                    RAY_health_check_period_ms="500", RAY_health_check_timeout_ms="2000",
                    RAY_health_check_failure_threshold="6")
         return env
@@ -128,7 +128,9 @@ class LoopbackCluster:
             self.start(timeout)
             return ["head", "worker"]
         t0 = time.monotonic()
-        for name in dead:
+        for name in dead:  # keep the log of the node that left
+            log = self.log_dir / f"ray-{name}.log"
+            log.replace(log.with_name(f"ray-{name}.exited-{int(time.time())}.log"))
             self._spawn(name, ["--address", self.address, *self._common(name, self.worker_cpus, WORKER_RESOURCE)])
         if dead:
             self._wait_nodes(2, timeout, t0)

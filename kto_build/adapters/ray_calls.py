@@ -6,8 +6,8 @@
   "latency_ms", "error", "attempts", "worker": "host:pid"}``, with kto-build's retries and backoff inside.
 - ``RayExecutor(address, actors, num_cpus, num_gpus)``: the driver side. ``connect()`` reaches the cluster
   (``auto``, ``host:port``, ``ray://host:port`` or ``local``) or raises ``RayUnavailableError`` with one
-  line, before any call (also when no node could hold an actor: ``ray_resources``); ``start_pools`` creates
-  the actors and waits until each has loaded its LLM; ``run(requests)`` streams shards to them with at most
+  line, before any call; ``start_pools`` raises it too when no node can hold an actor (``ray_resources``),
+  else creates the actors and waits until each has loaded its LLM; ``run(requests)`` streams shards to them with at most
   ``in_flight`` shards per actor and yields results as shards complete. The shard of an actor that died
   (killed actor, killed node) is sent to another live actor; no key is yielded twice.
 
